@@ -1,0 +1,50 @@
+"""The one error type bad configuration raises, and how entry points report it.
+
+Settings raise ConfigurationError with a message that names the variable to fix. Entry points
+(manage.py, wsgi.py, asgi.py, config.preflight) turn it into a single `error: ...` line on stderr
+and exit status 78 (EX_CONFIG from sysexits.h), so ops read the cause instead of a traceback.
+"""
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
+
+EXIT_CODE = 78
+
+
+class ConfigurationError(Exception):
+    """The environment does not describe a runnable configuration."""
+
+
+def report(exc: ConfigurationError) -> None:
+    print(f"error: {exc}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def exit_on_configuration_error() -> Iterator[None]:
+    try:
+        yield
+    except ConfigurationError as exc:
+        report(exc)
+        raise SystemExit(EXIT_CODE) from None
+
+
+def install_excepthook() -> None:
+    """Print an uncaught ConfigurationError as one line.
+
+    Covers loads that do not go through our entry points, such as `django-admin` or
+    `python -c "import django; django.setup()"`. Any other exception keeps its traceback.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "reports_configuration_errors", False):
+        return
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        if isinstance(exc, ConfigurationError):
+            report(exc)
+        else:
+            previous(kind, exc, tb)
+
+    hook.reports_configuration_errors = True  # type: ignore[attr-defined]
+    sys.excepthook = hook

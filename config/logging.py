@@ -1,0 +1,78 @@
+"""JSON-lines logging shared by Django and gunicorn, carrying the request id nginx assigns.
+
+One object per line on stdout with the keys `time`, `level`, `logger`, `message`, `request_id`,
+plus any JSON-safe `extra` fields (access logs add method, path, status, duration_ms, ...).
+"""
+
+import json
+import logging
+import re
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# nginx's $request_id is 32 hex characters; UUIDs and most tracing ids also fit. Anything else
+# (too long, spaces, quotes, control characters) is replaced rather than copied into every log.
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+# Attributes every LogRecord has; whatever else a record carries came from `extra=`.
+_RECORD_ATTRIBUTES = frozenset(
+    set(vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None))) | {"message", "asctime"}
+)
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def clean_request_id(value: str | None) -> str | None:
+    """The header value if it is a safe id, else None (the caller then makes a fresh one)."""
+    if value and REQUEST_ID_PATTERN.fullmatch(value):
+        return value
+    return None
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, tz=UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", None) or request_id.get(),
+        }
+        for key, value in vars(record).items():
+            # Django attaches the request object itself; only plain values belong in a log line.
+            if (
+                key not in _RECORD_ATTRIBUTES
+                and key not in entry
+                and isinstance(value, _JSON_SCALARS)
+            ):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, default=str)
+
+
+def logging_config(level: str) -> dict:
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": "json",
+            },
+        },
+        "root": {"handlers": ["stdout"], "level": level},
+        "loggers": {
+            # Django's defaults send these to stderr in plain text; route them through the root.
+            "django": {"level": level, "handlers": [], "propagate": True},
+            "django.server": {"level": level, "handlers": [], "propagate": True},
+        },
+    }

@@ -1,0 +1,283 @@
+"""Django settings, all read from the environment (see the configuration section of README.md).
+
+Every default is the production value. Bad or missing configuration raises ConfigurationError,
+which the entry points print as one line naming the variable to fix.
+"""
+
+import re
+import secrets
+from pathlib import Path
+
+from config.env import Env
+from config.errors import ConfigurationError, install_excepthook
+from config.logging import logging_config
+
+install_excepthook()
+env = Env()
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Image build only: `collectstatic` needs settings but no secret and no database. Every other
+# entry point refuses to start while this is set (manage.py, wsgi.py, asgi.py, config.preflight).
+BUILD_STATIC_ONLY = env.boolean("DJANGO_BUILD_STATIC", default=False)
+
+DEBUG = env.boolean("DJANGO_DEBUG", default=False)
+
+
+# --- Secret key -----------------------------------------------------------------------------
+
+SECRET_KEY_MIN_LENGTH = 50
+SECRET_KEY_MIN_DISTINCT = 5
+STRONG_KEY_ADVICE = (
+    "a random string of at least 50 characters, e.g. the output of "
+    "python3 -c 'import secrets; print(secrets.token_urlsafe(64))'"
+)
+
+
+def secret_key_weakness(key: str) -> str | None:
+    """Why Django's deploy check (security.W009) would call this key weak, if it would."""
+    if key.startswith("django-insecure-"):
+        return "it is a generated development key"
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"it is only {len(key)} characters long"
+    if len(set(key)) < SECRET_KEY_MIN_DISTINCT:
+        return f"it has fewer than {SECRET_KEY_MIN_DISTINCT} distinct characters"
+    return None
+
+
+def read_secret_keys() -> tuple[str, list[str]]:
+    if BUILD_STATIC_ONLY:
+        # Nothing signed during the build outlives it, so a throwaway key is enough.
+        return secrets.token_urlsafe(64), []
+    key = env.secret("DJANGO_SECRET_KEY")
+    if key is None:
+        raise ConfigurationError(
+            "DJANGO_SECRET_KEY is not set; set it (or DJANGO_SECRET_KEY_FILE) to "
+            + STRONG_KEY_ADVICE
+        )
+    fallbacks = [k.strip() for k in (env.secret("DJANGO_SECRET_KEY_FALLBACKS") or "").split(",")]
+    fallbacks = [k for k in fallbacks if k]
+    if not DEBUG:
+        for name, value in [("DJANGO_SECRET_KEY", key)] + [
+            ("DJANGO_SECRET_KEY_FALLBACKS", k) for k in fallbacks
+        ]:
+            weakness = secret_key_weakness(value)
+            if weakness:
+                raise ConfigurationError(
+                    f"{env.secret_source(name)} is too weak ({weakness}); use {STRONG_KEY_ADVICE}"
+                )
+    return key, fallbacks
+
+
+SECRET_KEY, SECRET_KEY_FALLBACKS = read_secret_keys()
+
+
+# --- Hosts, proxy and HTTPS -----------------------------------------------------------------
+
+HOST_PATTERN = re.compile(r"(\*|\.?[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])")
+ORIGIN_PATTERN = re.compile(
+    r"https?://(\*\.)?[A-Za-z0-9_.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
+)
+
+
+def read_allowed_hosts() -> list[str]:
+    hosts = env.strings("DJANGO_ALLOWED_HOSTS")
+    for host in hosts:
+        if not HOST_PATTERN.fullmatch(host):
+            raise ConfigurationError(
+                f"DJANGO_ALLOWED_HOSTS entry {host!r} is not a host name; list bare names "
+                "without scheme, port or path, e.g. cats.example.com,.example.org"
+            )
+    if not hosts and not DEBUG and not BUILD_STATIC_ONLY:
+        raise ConfigurationError(
+            "DJANGO_ALLOWED_HOSTS is not set; set it to the host names this site answers to, "
+            "comma-separated, e.g. cats.example.com"
+        )
+    return hosts
+
+
+def read_trusted_origins() -> list[str]:
+    origins = env.strings("DJANGO_CSRF_TRUSTED_ORIGINS")
+    for origin in origins:
+        if not ORIGIN_PATTERN.fullmatch(origin):
+            raise ConfigurationError(
+                f"DJANGO_CSRF_TRUSTED_ORIGINS entry {origin!r} is not an origin; use scheme and "
+                "host with no path, e.g. https://cats.example.com"
+            )
+    return origins
+
+
+ALLOWED_HOSTS = read_allowed_hosts()
+# Same-origin form posts pass without this list: Django compares Origin with the request's own
+# scheme and Host. It is only for other origins allowed to post here.
+CSRF_TRUSTED_ORIGINS = read_trusted_origins()
+
+# Trust model: nginx is the only hop that talks to Django and it always overwrites
+# X-Forwarded-Proto (with its own scheme, or with the load balancer's value when the LB is in
+# its trusted ranges), so a client cannot choose it. Host is likewise set by nginx.
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https")
+    if env.boolean("DJANGO_TRUST_X_FORWARDED_PROTO", default=True)
+    else None
+)
+USE_X_FORWARDED_HOST = False
+USE_X_FORWARDED_PORT = False
+
+SECURE_SSL_REDIRECT = env.boolean("DJANGO_SECURE_SSL_REDIRECT", default=True)
+SECURE_HSTS_SECONDS = env.integer(
+    "DJANGO_SECURE_HSTS_SECONDS", 31_536_000, minimum=0, maximum=63_072_000
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.boolean("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.boolean("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.boolean("DJANGO_SECURE_COOKIES", default=True)
+
+# The HSTS subdomain and preload flags commit every subdomain (and, for preload, browsers'
+# built-in lists, which take months to leave) to HTTPS: a decision for the domain's owner, so
+# they are off by default and their deploy-check warnings are silenced until switched on.
+SILENCED_SYSTEM_CHECKS = [
+    *([] if SECURE_HSTS_INCLUDE_SUBDOMAINS else ["security.W005"]),
+    *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
+    *env.strings("DJANGO_SILENCED_SYSTEM_CHECKS"),
+]
+
+
+# --- Database -------------------------------------------------------------------------------
+
+DATABASE_CONNECT_TIMEOUT = env.integer("DATABASE_CONNECT_TIMEOUT", 5, minimum=1, maximum=300)
+DB_CONNECTIONS = env.choice("DJANGO_DB_CONNECTIONS", "pool", ("pool", "persistent", "per-request"))
+DB_POOL_MAX_SIZE = env.integer("DJANGO_DB_POOL_MAX_SIZE", 10, minimum=1, maximum=1000)
+
+
+def read_database() -> dict:
+    from_url = env.database_url("DATABASE_URL")
+    host = env.raw("POSTGRES_HOST")
+    if from_url and host:
+        raise ConfigurationError("DATABASE_URL and POSTGRES_HOST are both set; set only one")
+    if from_url:
+        database = from_url
+    elif host:
+        user = env.string("POSTGRES_USER", "postgres")
+        database = {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": host,
+            "PORT": env.integer("POSTGRES_PORT", 5432, minimum=1, maximum=65535),
+            "USER": user,
+            # The postgres image names the database after the user unless told otherwise.
+            "NAME": env.string("POSTGRES_DB", user),
+            "PASSWORD": env.secret("POSTGRES_PASSWORD") or "",
+        }
+    else:
+        raise ConfigurationError(
+            "no database configured; set DATABASE_URL, or POSTGRES_HOST with POSTGRES_DB, "
+            "POSTGRES_USER and POSTGRES_PASSWORD"
+        )
+    options = database.setdefault("OPTIONS", {})
+    options["connect_timeout"] = DATABASE_CONNECT_TIMEOUT
+    database["CONN_HEALTH_CHECKS"] = True
+    if DB_CONNECTIONS == "pool":
+        database["CONN_MAX_AGE"] = 0
+        options["pool"] = {
+            "min_size": 1,
+            "max_size": DB_POOL_MAX_SIZE,
+            # How long a request waits for a free connection (or for a new one to be made).
+            "timeout": DATABASE_CONNECT_TIMEOUT,
+        }
+    elif DB_CONNECTIONS == "persistent":
+        database["CONN_MAX_AGE"] = 600
+    else:
+        database["CONN_MAX_AGE"] = 0
+    return database
+
+
+# Build mode has no database on purpose: anything that tries to query fails loudly.
+DATABASES = {} if BUILD_STATIC_ONLY else {"default": read_database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+
+# --- Applications ---------------------------------------------------------------------------
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "app.health",
+    "app.cats",
+]
+
+MIDDLEWARE = [
+    "config.middleware.RequestIdMiddleware",
+    # Probes are answered here, before host validation and the HTTPS redirect can refuse them.
+    "app.health.middleware.HealthCheckMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "config" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"django.contrib.auth.password_validation.{name}"}
+    for name in (
+        "UserAttributeSimilarityValidator",
+        "MinimumLengthValidator",
+        "CommonPasswordValidator",
+        "NumericPasswordValidator",
+    )
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+
+# --- Static and media files -----------------------------------------------------------------
+
+STATIC_URL = "/static/"
+STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", "/srv/static")
+MEDIA_URL = "/media/"
+MEDIA_ROOT = env.path("DJANGO_MEDIA_ROOT", "/srv/media")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Hashed names (immutable caching) plus .gz siblings that whitenoise and nginx serve.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# nginx runs as another user and serves /media/ straight from the volume.
+FILE_UPLOAD_PERMISSIONS = 0o644
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o755
+
+# One number for the whole stack: nginx's client_max_body_size reads the same variable.
+UPLOAD_MAX_MB = env.integer("UPLOAD_MAX_MB", 10, minimum=1, maximum=1024)
+UPLOAD_MAX_BYTES = UPLOAD_MAX_MB * 1024 * 1024
+
+
+# --- Logging --------------------------------------------------------------------------------
+
+LOG_LEVEL = env.choice(
+    "DJANGO_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+)
+LOGGING = logging_config(LOG_LEVEL)
