@@ -1,0 +1,92 @@
+"""Unit tests run Django in-process against a real, throwaway PostgreSQL cluster.
+
+pytest-django loads the settings while pytest configures, before any fixture exists, so the
+environment the settings read is put in place in pytest_configure below: a private cluster,
+a fresh secret, temporary static and media roots, and the production defaults for the rest.
+Static files are collected the way the image build does it (DJANGO_BUILD_STATIC=1).
+"""
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import django
+import pytest
+from django.test import Client
+
+from tests.unit.postgres import Cluster, PostgresUnavailable
+from tests.unit.support import REPO, SITE_HOST
+
+# Every variable config.settings reads, so a developer's shell cannot leak into a run.
+CONFIG_PREFIXES = ("DJANGO_", "POSTGRES_", "DATABASE_")
+CONFIG_NAMES = ("UPLOAD_MAX_MB",)
+
+_state: dict = {}
+
+
+def _clean_environ() -> None:
+    for name in list(os.environ):
+        if name.startswith(CONFIG_PREFIXES) or name in CONFIG_NAMES:
+            del os.environ[name]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.option.help or config.option.version:
+        return
+    try:
+        cluster = Cluster().start()
+    except PostgresUnavailable as exc:
+        raise pytest.UsageError(f"unit tests need PostgreSQL: {exc}") from None
+    _state["cluster"] = cluster
+    scratch = Path(tempfile.mkdtemp(prefix="cats-unit-"))
+    _state["scratch"] = scratch
+    _clean_environ()
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
+            "DJANGO_ALLOWED_HOSTS": SITE_HOST,
+            "DJANGO_STATIC_ROOT": str(scratch / "static"),
+            "DJANGO_MEDIA_ROOT": str(scratch / "media"),
+            **cluster.environ,
+        }
+    )
+    collect = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
+        cwd=REPO,
+        env={
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("DJANGO_SECRET_KEY", *cluster.environ)
+        }
+        | {"DJANGO_BUILD_STATIC": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if collect.returncode != 0:
+        raise pytest.UsageError(f"collectstatic failed: {collect.stderr.strip()}")
+
+    django.setup()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if cluster := _state.pop("cluster", None):
+        cluster.stop()
+    if scratch := _state.pop("scratch", None):
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Cluster:
+    return _state["cluster"]
+
+
+@pytest.fixture
+def client():
+    """A client whose requests arrive the way nginx forwards them behind an HTTPS load balancer."""
+    return Client(headers={"host": SITE_HOST, "x-forwarded-proto": "https"})
