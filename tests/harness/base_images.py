@@ -1,0 +1,208 @@
+"""Which base images the project's own files pull, so the harness provisions exactly those.
+
+Sources: every `FROM` (and `COPY --from=`) in tracked Dockerfiles, with `ARG` defaults (or the
+compose service's build args) resolved and stage names, named build contexts and `scratch`
+skipped; plus the `image:` of every compose service that has no `build:`. Bumping a tag in any
+of those files therefore changes what the tests run against.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.harness.tracked import tracked_dockerfiles, tracked_files
+
+COMPOSE_FILE = "compose.yaml"
+# Example values for every variable compose.yaml interpolates: enough for `config` to resolve.
+COMPOSE_ENV_EXAMPLE = ".env.example"
+# The stand-ins' own Dockerfiles start from a root filesystem the harness builds, not a pull.
+STANDIN_RECIPES = "tests/harness/standins/"
+
+
+class BaseImageError(RuntimeError):
+    """A reference the harness cannot resolve; the message names the file."""
+
+
+@dataclass
+class Dockerfile:
+    path: Path
+    build_args: dict[str, str] = field(default_factory=dict)
+    named_contexts: frozenset[str] = frozenset()
+    text: str | None = None  # inline Dockerfiles have no file to read
+
+
+_VARIABLE = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_]\w*)(?P<op>:?[-+])?(?P<word>[^}]*)\}|(?P<bare>[A-Za-z_]\w*))"
+)
+
+
+_HEREDOC = re.compile(r"<<-?([\"']?)(?P<word>[A-Za-z_]\w*)\1")
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """(KEYWORD, arguments) pairs: continuations joined, comments and heredoc bodies dropped."""
+    lines = text.splitlines()
+    escape = "\\"
+    for line in lines:
+        directive = re.match(r"#\s*(\w+)\s*=\s*(\S+)", line)
+        if not directive:
+            break
+        if directive.group(1).lower() == "escape":
+            escape = directive.group(2)
+    instructions = []
+    current = ""
+    heredoc_end = None
+    for line in lines:
+        stripped = line.strip()
+        if heredoc_end is not None:
+            if stripped == heredoc_end:
+                heredoc_end = None
+            continue
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith(escape):
+            current += stripped[: -len(escape)] + " "
+            continue
+        current += stripped
+        keyword, _, arguments = current.partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+        current = ""
+        heredoc = _HEREDOC.search(arguments)
+        if heredoc:
+            heredoc_end = heredoc.group("word")
+    if current.strip():
+        keyword, _, arguments = current.strip().partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+    return instructions
+
+
+def _substitute(value: str, variables: dict[str, str | None], where: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group("braced") or match.group("bare")
+        current = variables.get(name)
+        op, word = match.group("op"), match.group("word")
+        if op in (":-", "-"):
+            empty = current is None or (op == ":-" and current == "")
+            return word if empty else str(current)
+        if op in (":+", "+"):
+            present = current is not None and (op == "+" or current != "")
+            return word if present else ""
+        if word:
+            raise BaseImageError(f"{where}: unsupported variable expansion {match.group(0)!r}")
+        if current is None:
+            raise BaseImageError(f"{where}: ${name} has no default and no build arg sets it")
+        return current
+
+    return _VARIABLE.sub(replace, value)
+
+
+def _strip_flags(words: list[str]) -> list[str]:
+    return [word for word in words if not word.startswith("--")]
+
+
+def dockerfile_base_images(dockerfile: Dockerfile) -> list[str]:
+    """Images a Dockerfile pulls, in order of appearance."""
+    text = dockerfile.path.read_text() if dockerfile.text is None else dockerfile.text
+    variables: dict[str, str | None] = {}
+    stages: set[str] = set()
+    images: list[str] = []
+    seen_from = False
+
+    def add(reference: str) -> None:
+        if reference.lower() == "scratch" or reference in stages:
+            return
+        if reference in dockerfile.named_contexts or reference.isdigit():
+            return
+        if reference not in images:
+            images.append(reference)
+
+    for number, (keyword, arguments) in enumerate(_instructions(text), start=1):
+        where = f"{dockerfile.path} (instruction {number})"
+        if keyword == "ARG" and not seen_from:
+            for declaration in arguments.split():
+                name, has_default, default = declaration.partition("=")
+                if name in dockerfile.build_args:
+                    variables[name] = dockerfile.build_args[name]
+                else:
+                    variables[name] = default.strip("\"'") if has_default else None
+        elif keyword == "FROM":
+            seen_from = True
+            words = _strip_flags(arguments.split())
+            if not words:
+                raise BaseImageError(f"{where}: FROM without an image")
+            add(_substitute(words[0], variables, where))
+            if len(words) >= 3 and words[1].upper() == "AS":
+                stages.add(words[2])
+        elif keyword == "COPY":
+            for word in arguments.split():
+                if word.startswith("--from="):
+                    add(_substitute(word.removeprefix("--from="), variables, where))
+    return images
+
+
+def compose_config(repo: Path, compose_file: str = COMPOSE_FILE) -> dict:
+    """`docker compose config` as JSON, with every profile enabled and example values."""
+    command = ["docker", "compose", "--profile", "*", "-f", compose_file]
+    if COMPOSE_ENV_EXAMPLE in tracked_files(repo):
+        command += ["--env-file", COMPOSE_ENV_EXAMPLE]
+    command += ["config", "--format", "json"]
+    result = subprocess.run(command, cwd=repo, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BaseImageError(
+            f"{compose_file}: docker compose config failed: {result.stderr.strip()}"
+        )
+    return json.loads(result.stdout)
+
+
+def compose_base_images(config: dict) -> list[str]:
+    """Images of services that compose pulls rather than builds."""
+    services = config.get("services", {})
+    return sorted({s["image"] for s in services.values() if "build" not in s and s.get("image")})
+
+
+def compose_dockerfiles(config: dict, repo: Path) -> list[Dockerfile]:
+    """The Dockerfiles compose builds, with the build args and named contexts it passes."""
+    dockerfiles = []
+    for name, service in sorted(config.get("services", {}).items()):
+        build = service.get("build")
+        if not build:
+            continue
+        args = {k: str(v) for k, v in (build.get("args") or {}).items() if v is not None}
+        contexts = frozenset(build.get("additional_contexts") or {})
+        if "dockerfile_inline" in build:
+            path = Path(f"{COMPOSE_FILE} (services.{name}.build.dockerfile_inline)")
+            dockerfiles.append(Dockerfile(path, args, contexts, build["dockerfile_inline"]))
+            continue
+        context = repo / build.get("context", ".")
+        path = (context / build.get("dockerfile", "Dockerfile")).resolve()
+        dockerfiles.append(Dockerfile(path, args, contexts))
+    return dockerfiles
+
+
+def project_base_images(repo: Path, config: dict | None = None) -> list[str]:
+    """Every base image the tracked Dockerfiles and compose.yaml reference, sorted.
+
+    `config` is compose.yaml's resolved configuration; by default `docker compose config` is
+    asked for it when compose.yaml is tracked.
+    """
+    if config is None and COMPOSE_FILE in tracked_files(repo):
+        config = compose_config(repo)
+    config = config or {}
+    images = set(compose_base_images(config))
+    dockerfiles = compose_dockerfiles(config, repo)
+    built_by_compose = {d.path for d in dockerfiles}
+    for relative in tracked_dockerfiles(repo):
+        if relative.startswith(STANDIN_RECIPES):
+            continue
+        path = (repo / relative).resolve()
+        if not path.is_file():
+            raise BaseImageError(f"{relative} is tracked but missing from the work tree")
+        if path not in built_by_compose:
+            dockerfiles.append(Dockerfile(path))
+    for dockerfile in dockerfiles:
+        images.update(dockerfile_base_images(dockerfile))
+    return sorted(images)

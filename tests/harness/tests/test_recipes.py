@@ -1,0 +1,97 @@
+"""Which stand-in recipe serves which name, and when a name must be refused."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.harness import standins
+from tests.harness.standins import (
+    Recipe,
+    StandinError,
+    load_recipes,
+    recipe_for,
+    split_name,
+    version_matches,
+)
+
+RECIPES = load_recipes()
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("python:3.13-slim-trixie", ("python", "3.13-slim-trixie")),
+        ("docker.io/library/postgres:17-trixie", ("postgres", "17-trixie")),
+        ("nginx", ("nginx", "latest")),
+        ("localhost:5000/nginx", ("localhost:5000/nginx", "latest")),
+    ],
+)
+def test_split_name(name, expected):
+    assert split_name(name) == expected
+
+
+def test_the_pinned_names_are_served_with_the_version_their_tag_promises():
+    assert recipe_for("python:3.13-slim-trixie", RECIPES)[1] == "3.13"
+    assert recipe_for("postgres:17-trixie", RECIPES)[1] == "17"
+    assert recipe_for("nginx:1.30-trixie", RECIPES)[1] == "1.30"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("redis:7", "no stand-in recipe for 'redis'"),
+        ("python:3.13-alpine", "only serves tags matching"),
+        ("postgres:17-bookworm", "only serves tags matching"),
+        ("nginx:latest", "only serves tags matching"),
+        ("nginx@sha256:" + "0" * 64, "pinned by digest"),
+    ],
+)
+def test_names_without_a_recipe_are_refused_clearly(name, message):
+    with pytest.raises(StandinError, match=message):
+        recipe_for(name, RECIPES)
+
+
+@pytest.mark.parametrize(
+    ("wanted", "installed", "matches"),
+    [
+        ("3.13", "3.13.5", True),
+        ("17", "17.11", True),
+        ("1.30", "1.30.6", True),
+        ("1.30.6", "1.30.6", True),
+        ("3.14", "3.13.5", False),
+        ("1.3", "1.30.6", False),
+        ("18", "17.11", False),
+    ],
+)
+def test_version_matches(wanted, installed, matches):
+    assert version_matches(wanted, installed) is matches
+
+
+def test_version_is_read_from_each_recipes_command_output():
+    assert RECIPES["python"].installed_version("3.13.5\n") == "3.13.5"
+    output = "postgres (PostgreSQL) 17.11 (Debian 17.11-0+deb13u1)\n"
+    assert RECIPES["postgres"].installed_version(output) == "17.11"
+    assert RECIPES["nginx"].installed_version("nginx version: nginx/1.30.6\n") == "1.30.6"
+
+
+def test_digest_changes_with_any_recipe_file_and_with_the_rootfs(tmp_path: Path):
+    recipe_dir = tmp_path / "nginx"
+    recipe_dir.mkdir()
+    source = RECIPES["nginx"].directory / "recipe.toml"
+    (recipe_dir / "recipe.toml").write_text(source.read_text())
+    (recipe_dir / "Dockerfile").write_text("FROM x\n")
+    recipe = Recipe.load(recipe_dir)
+    before = recipe.digest("rootfs-a")
+    assert recipe.digest("rootfs-a") == before
+    assert recipe.digest("rootfs-b") != before
+    (recipe_dir / "Dockerfile").write_text("FROM y\n")
+    assert recipe.digest("rootfs-a") != before
+
+
+def test_fallback_names_only_for_repositories_the_project_does_not_reference(monkeypatch):
+    monkeypatch.setattr(standins, "project_base_images", lambda repo: ["postgres:18-trixie"])
+    assert standins.images_to_provide(Path()) == [
+        "nginx:1.30-trixie",
+        "postgres:18-trixie",
+        "python:3.13-slim-trixie",
+    ]

@@ -1,0 +1,40 @@
+"""Which tracked files the linters see."""
+
+import subprocess
+from pathlib import Path
+
+from tests.harness.tracked import is_dockerfile, tracked_dockerfiles, tracked_shell_scripts
+
+
+def test_dockerfile_names():
+    assert is_dockerfile("Dockerfile")
+    assert is_dockerfile("nginx/Dockerfile")
+    assert is_dockerfile("Dockerfile.dev")
+    assert is_dockerfile("tests/web.Dockerfile")
+    assert not is_dockerfile("docs/dockerfile.md")
+    assert not is_dockerfile("Dockerfiles/README")
+
+
+def test_shell_scripts_by_extension_and_by_shebang_tracked_only(tmp_path: Path):
+    files = {
+        "scripts/entrypoint": "#!/usr/bin/env bash\necho\n",
+        "scripts/wait": "#!/bin/sh\necho\n",
+        "scripts/probe": "#!/usr/bin/env python3\nprint()\n",
+        "nginx/15-resolvers.envsh": "export X=1\n",
+        "lib.sh": "echo\n",
+        "README.md": "a line mentioning #!/bin/sh\n",
+        "Dockerfile": "FROM python:3.13-slim-trixie\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    (tmp_path / "untracked.sh").write_text("echo\n")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "add", *files], check=True)
+    assert tracked_shell_scripts(tmp_path) == [
+        "lib.sh",
+        "nginx/15-resolvers.envsh",
+        "scripts/entrypoint",
+        "scripts/wait",
+    ]
+    assert tracked_dockerfiles(tmp_path) == ["Dockerfile"]

@@ -1,0 +1,65 @@
+"""The repository's tracked files by kind, for the linters and the base-image derivation.
+
+Lists come from `git ls-files`, never from what happens to exist on disk, so a check meant for
+a file cannot silently pass once that file is tracked (a tracked but deleted file is still
+listed, and its linter then fails on it).
+
+CLI (NUL-separated paths for xargs -0): python -m tests.harness.tracked dockerfiles|shell
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+SHELL_SUFFIXES = (".sh", ".bash", ".envsh")
+_SHELL_SHEBANG = re.compile(rb"^#!\s*(?:/usr)?/bin/(?:env\s+(?:-\S+\s+)*)?(?:ba|da|k)?sh\b")
+
+
+def tracked_files(repo: Path) -> list[str]:
+    result = subprocess.run(["git", "ls-files", "-z"], cwd=repo, capture_output=True, check=True)
+    return [name for name in result.stdout.decode().split("\0") if name]
+
+
+def is_dockerfile(name: str) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    return (
+        base == "Dockerfile"
+        or base.startswith("Dockerfile.")
+        or base.lower().endswith(".dockerfile")
+    )
+
+
+def is_shell_script(path: Path) -> bool:
+    if path.suffix in SHELL_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as file:
+            first_line = file.readline(200)
+    except (FileNotFoundError, IsADirectoryError):
+        return False
+    return bool(_SHELL_SHEBANG.match(first_line))
+
+
+def tracked_dockerfiles(repo: Path) -> list[str]:
+    return [name for name in tracked_files(repo) if is_dockerfile(name)]
+
+
+def tracked_shell_scripts(repo: Path) -> list[str]:
+    return [name for name in tracked_files(repo) if is_shell_script(repo / name)]
+
+
+def main(argv: list[str]) -> int:
+    kinds = {"dockerfiles": tracked_dockerfiles, "shell": tracked_shell_scripts}
+    if len(argv) != 1 or argv[0] not in kinds:
+        print(f"usage: python -m tests.harness.tracked {'|'.join(kinds)}", file=sys.stderr)
+        return 2
+    names = kinds[argv[0]](Path.cwd())
+    sys.stdout.write("".join(f"{name}\0" for name in names))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
