@@ -6,5 +6,5 @@ from config.errors import exit_on_configuration_error
 from config.preflight import load_for_serving
 
 with exit_on_configuration_error():
-    load_for_serving()
+    load_for_serving("asgi")
     application = get_asgi_application()

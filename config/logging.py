@@ -31,6 +31,16 @@ def clean_request_id(value: str | None) -> str | None:
     return None
 
 
+def _request_id(record: logging.LogRecord) -> str | None:
+    # Django logs 4xx responses after the middleware chain has returned (outside the context
+    # the middleware set), but it passes the request along, which carries the id.
+    return (
+        getattr(record, "request_id", None)
+        or request_id.get()
+        or getattr(getattr(record, "request", None), "request_id", None)
+    )
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -40,7 +50,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            "request_id": getattr(record, "request_id", None) or request_id.get(),
+            "request_id": _request_id(record),
         }
         for key, value in vars(record).items():
             # Django attaches the request object itself; only plain values belong in a log line.

@@ -9,8 +9,8 @@ from django.http import HttpRequest, JsonResponse
 logger = logging.getLogger(__name__)
 
 
-def _answer(status: int, **body: str) -> JsonResponse:
-    response = JsonResponse(body, status=status)
+def _answer(http_status: int, **body: str) -> JsonResponse:
+    response = JsonResponse(body, status=http_status)
     response["Cache-Control"] = "no-store"
     return response
 
