@@ -1,0 +1,218 @@
+"""The cat collector's pages, form and photo uploads, and the admin."""
+
+import io
+import os
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+
+from app.cats.models import Cat
+from tests.unit.support import image_bytes
+
+pytestmark = pytest.mark.django_db
+STORED_NAME = re.compile(r"cats/[0-9a-f]{32}\.(jpg|png|gif|webp)")
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def stored_files(root) -> list[str]:
+    return sorted(
+        os.path.relpath(os.path.join(d, f), root) for d, _, files in os.walk(root) for f in files
+    )
+
+
+def add_cat(client, photo=None, **fields):
+    data = {"name": "Mittens", "breed": "Tabby", "age": "4", "description": "Naps.", **fields}
+    if photo is not None:
+        data["photo"] = photo
+    return client.post("/cats/new/", data)
+
+
+def upload(name: str, content: bytes, content_type: str = "image/png") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, content, content_type=content_type)
+
+
+def test_home_page_lists_cats_newest_first(client):
+    Cat.objects.create(name="Older", age=9)
+    Cat.objects.create(name="Newer", age=1)
+    page = client.get("/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert html.index("Newer") < html.index("Older")
+
+
+def test_home_page_without_cats_invites_the_first_one(client):
+    assert "No cats yet" in client.get("/").content.decode()
+
+
+def test_detail_page_and_missing_cat(client):
+    cat = Cat.objects.create(name="Felix", breed="Siamese", age=2, description="Loud.")
+    page = client.get(f"/cats/{cat.pk}/")
+    assert page.status_code == 200
+    assert "Siamese" in page.content.decode()
+    assert client.get(f"/cats/{cat.pk + 1000}/").status_code == 404
+
+
+def test_creating_a_cat_saves_it_and_redirects_to_it(client):
+    response = add_cat(client)
+    cat = Cat.objects.get()
+    assert (cat.name, cat.breed, cat.age, cat.description) == ("Mittens", "Tabby", 4, "Naps.")
+    assert response.status_code == 302
+    assert response["Location"] == f"/cats/{cat.pk}/"
+    assert "Mittens was added." in client.get(response["Location"]).content.decode()
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [({"name": ""}, "name"), ({"age": "41"}, "age"), ({"age": "-1"}, "age"), ({"age": "x"}, "age")],
+)
+def test_invalid_form_is_shown_again_with_errors(client, fields, field):
+    response = add_cat(client, **fields)
+    assert response.status_code == 200
+    assert field in response.context["form"].errors
+    assert not Cat.objects.exists()
+
+
+def test_editing_a_cat_keeps_its_photo(client, media_root):
+    add_cat(client, photo=upload("cat.png", image_bytes()))
+    cat = Cat.objects.get()
+    photo = cat.photo.name
+    response = client.post(f"/cats/{cat.pk}/edit/", {"name": "Mittens II", "age": "5"})
+    assert response.status_code == 302
+    cat.refresh_from_db()
+    assert (cat.name, cat.age, cat.photo.name) == ("Mittens II", 5, photo)
+
+
+@pytest.mark.parametrize(
+    ("name", "format_", "extension"),
+    [
+        ("cat.png", "PNG", "png"),
+        ("CAT.JPEG", "JPEG", "jpg"),
+        ("cat.jpg", "JPEG", "jpg"),
+        ("cat.gif", "GIF", "gif"),
+        ("cat.webp", "WEBP", "webp"),
+    ],
+)
+def test_photo_is_stored_under_a_generated_name(client, media_root, name, format_, extension):
+    content = image_bytes(format_)
+    response = add_cat(client, photo=upload(name, content))
+    assert response.status_code == 302
+    cat = Cat.objects.get()
+    assert STORED_NAME.fullmatch(cat.photo.name)
+    assert cat.photo.name.endswith(f".{extension}")
+    assert (media_root / cat.photo.name).read_bytes() == content
+    assert f'src="/media/{cat.photo.name}"' in client.get(f"/cats/{cat.pk}/").content.decode()
+
+
+def test_client_path_never_reaches_the_disk(client, media_root):
+    add_cat(client, photo=upload("../../../etc/evil name.png", image_bytes()))
+    cat = Cat.objects.get()
+    assert STORED_NAME.fullmatch(cat.photo.name)
+    assert stored_files(media_root) == [cat.photo.name]
+
+
+def rejected(client, media_root, photo) -> str:
+    response = add_cat(client, photo=photo)
+    assert response.status_code == 200
+    assert not Cat.objects.exists()
+    assert stored_files(media_root) == []
+    return " ".join(response.context["form"].errors["photo"])
+
+
+def test_a_file_that_is_not_an_image_is_rejected(client, media_root):
+    message = rejected(client, media_root, upload("cat.png", b"<html>not a cat</html>"))
+    assert "valid image" in message
+
+
+def test_a_truncated_image_is_rejected(client, media_root):
+    buffer = io.BytesIO()
+    Image.effect_noise((400, 400), 64).convert("RGB").save(buffer, format="PNG")
+    truncated = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+    message = rejected(client, media_root, upload("cat.png", truncated))
+    assert "not an image that can be read" in message or "valid image" in message
+
+
+def test_an_image_with_too_many_pixels_is_rejected(client, media_root):
+    buffer = io.BytesIO()
+    Image.new("1", (8000, 6000)).save(buffer, format="PNG")  # 48 megapixels in a few kB
+    message = rejected(client, media_root, upload("cat.png", buffer.getvalue()))
+    assert "48 megapixels; the limit is 40" in message
+
+
+def test_a_photo_over_the_upload_limit_is_rejected(client, media_root, settings):
+    settings.UPLOAD_MAX_MB = 1
+    settings.UPLOAD_MAX_BYTES = 1024 * 1024
+    buffer = io.BytesIO()
+    Image.effect_noise((800, 800), 100).convert("RGB").save(buffer, format="PNG")
+    assert buffer.tell() > settings.UPLOAD_MAX_BYTES
+    message = rejected(client, media_root, upload("cat.png", buffer.getvalue()))
+    assert "the limit is 1 MB" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "format_", "expected"),
+    [
+        ("cat.jpg", "PNG", "ends in .jpg but the file is a PNG image"),
+        ("cat.png", "JPEG", "ends in .png but the file is a JPEG image"),
+        ("cat.gif", "WEBP", "ends in .gif but the file is a WEBP image"),
+    ],
+)
+def test_an_extension_that_contradicts_the_content_is_rejected(
+    client, media_root, name, format_, expected
+):
+    assert expected in rejected(client, media_root, upload(name, image_bytes(format_)))
+
+
+@pytest.mark.parametrize("name", ["cat.html", "cat.svg", "cat", "cat.png.exe"])
+def test_a_name_without_an_image_extension_is_rejected(client, media_root, name):
+    assert "extension" in rejected(client, media_root, upload(name, image_bytes("PNG")))
+
+
+def test_an_image_format_outside_the_allowed_set_is_rejected(client, media_root):
+    message = rejected(client, media_root, upload("cat.bmp", image_bytes("BMP")))
+    assert "Upload a JPEG, PNG, GIF or WebP photo" in message
+
+
+def test_a_disallowed_format_behind_an_allowed_extension_is_rejected(client, media_root):
+    message = rejected(client, media_root, upload("cat.png", image_bytes("BMP")))
+    assert "The file is a BMP image" in message
+
+
+class TestAdmin:
+    @pytest.fixture
+    def admin_user(self):
+        return get_user_model().objects.create_superuser("admin", "admin@example.com", "pw-9x!Lq")
+
+    def test_login_page_loads_its_stylesheet(self, client):
+        page = client.get("/admin/login/")
+        assert page.status_code == 200
+        assert re.search(r'href="/static/admin/css/base\.[0-9a-f]{12}\.css"', page.content.decode())
+
+    def test_anonymous_users_are_sent_to_the_login_page(self, client):
+        response = client.get("/admin/cats/cat/")
+        assert response.status_code == 302
+        assert response["Location"].startswith("/admin/login/")
+
+    def test_staff_see_the_cats(self, client, admin_user):
+        Cat.objects.create(name="Garfield", age=7)
+        client.force_login(admin_user)
+        page = client.get("/admin/cats/cat/")
+        assert page.status_code == 200
+        assert "Garfield" in page.content.decode()
+
+    def test_admin_uploads_are_validated_too(self, client, admin_user, media_root):
+        client.force_login(admin_user)
+        response = client.post(
+            "/admin/cats/cat/add/",
+            {"name": "Tom", "age": "3", "photo": upload("tom.jpg", image_bytes("PNG"))},
+        )
+        assert response.status_code == 200
+        assert not Cat.objects.exists()
+        assert stored_files(media_root) == []

@@ -1,0 +1,123 @@
+"""Logs are JSON lines carrying the request id nginx assigns (validated before it is used)."""
+
+import json
+import logging
+import re
+import sys
+
+import pytest
+
+from config.logging import JsonFormatter, clean_request_id
+from tests.unit.support import run_python
+
+GENERATED_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class JsonLines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def entries(self) -> list[dict]:
+        return [json.loads(line) for line in self.lines]
+
+
+@pytest.fixture
+def log_lines():
+    handler = JsonLines()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    yield handler
+    root.removeHandler(handler)
+
+
+def test_a_record_is_one_json_line_with_the_common_keys():
+    try:
+        raise ValueError("bad\nthing")
+    except ValueError:
+        record = logging.LogRecord(
+            "cats", logging.ERROR, __file__, 1, "a\nb %s", ("c",), sys.exc_info()
+        )
+    record.status = 500
+    record.request = object()  # not JSON: left out
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry.pop("time"))
+    assert "ValueError: bad\nthing" in entry.pop("exception")
+    assert entry == {
+        "level": "ERROR",
+        "logger": "cats",
+        "message": "a\nb c",
+        "request_id": None,
+        "status": 500,
+    }
+
+
+def test_an_explicit_request_id_on_the_record_wins():
+    record = logging.LogRecord("gunicorn.access", logging.INFO, "", 0, "GET /", None, None)
+    record.request_id = "from-gunicorn"
+    assert json.loads(JsonFormatter().format(record))["request_id"] == "from-gunicorn"
+
+
+def test_log_lines_during_a_request_carry_its_id(client, log_lines):
+    client.get("/no-such-page/", headers={"x-request-id": "3f2a9c0d4e5b6a7f8091a2b3c4d5e6f7"})
+    [entry] = [e for e in log_lines.entries() if e["logger"] == "django.request"]
+    assert entry["request_id"] == "3f2a9c0d4e5b6a7f8091a2b3c4d5e6f7"
+    assert entry["status_code"] == 404
+    assert entry["level"] == "WARNING"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "", "has space", "a" * 129, 'quote"', "line\\nbreak", "-leading-dash", "ünïcode"],
+)
+def test_a_missing_or_unsafe_request_id_is_replaced(client, log_lines, header):
+    headers = {} if header is None else {"x-request-id": header}
+    client.get("/no-such-page/", headers=headers)
+    [entry] = [e for e in log_lines.entries() if e["logger"] == "django.request"]
+    assert GENERATED_ID.fullmatch(entry["request_id"])
+
+
+def test_the_request_id_does_not_leak_into_later_log_lines(client, log_lines):
+    client.get("/no-such-page/", headers={"x-request-id": "req-1"})
+    logging.getLogger("cats.after").warning("outside any request")
+    assert log_lines.entries()[-1]["request_id"] is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("3f2a9c0d4e5b6a7f8091a2b3c4d5e6f7", "3f2a9c0d4e5b6a7f8091a2b3c4d5e6f7"),
+        ("5f1b2c3d-aaaa-4bbb-8ccc-123456789abc", "5f1b2c3d-aaaa-4bbb-8ccc-123456789abc"),
+        ("trace.id:42_x", "trace.id:42_x"),
+        ("a" * 128, "a" * 128),
+        ("a" * 129, None),
+        ("x\ny", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_request_id_validation(value, expected):
+    assert clean_request_id(value) == expected
+
+
+def test_django_logs_json_lines_on_stdout():
+    result = run_python(
+        "manage.py",
+        "shell",
+        "--no-imports",
+        "-c",
+        "import logging; logging.getLogger('cats.check').warning('hello\\nworld')",
+    )
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    entry = json.loads(line)
+    assert entry["logger"] == "cats.check"
+    assert entry["message"] == "hello\nworld"
+    assert entry["level"] == "WARNING"
+    assert entry["request_id"] is None

@@ -1,0 +1,111 @@
+"""The WSGI and ASGI entry points under a real gunicorn, against the throwaway cluster."""
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.unit.postgres import free_port
+from tests.unit.support import REPO, SITE_HOST, run_python
+
+GUNICORN = str(Path(sys.executable).parent / "gunicorn")
+SERVERS = {
+    "wsgi": ["config.wsgi:application", "-k", "gthread", "--threads", "4"],
+    "asgi": ["config.asgi:application", "-k", "uvicorn_worker.UvicornWorker"],
+}
+PROXIED = {"Host": SITE_HOST, "X-Forwarded-Proto": "https"}
+PROBE = {"Host": "10.0.3.17"}
+
+
+class Server:
+    def __init__(self, app: list[str], env: dict[str, str]) -> None:
+        self.env = env
+        self.port = port = free_port()
+        self.process = subprocess.Popen(
+            [GUNICORN, *app, "--workers=1", f"--bind=127.0.0.1:{port}", "--no-control-socket"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while not self._answers():
+            assert self.process.poll() is None, self.process.communicate()
+            assert time.monotonic() < deadline, "gunicorn did not come up"
+            time.sleep(0.2)
+
+    def _answers(self) -> bool:
+        try:
+            self.get("/healthz", PROBE)
+        except OSError:
+            return False
+        return True
+
+    def get(self, path: str, headers: dict[str, str], method: str = "GET"):
+        """One request, redirects not followed: (status, body)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+        try:
+            connection.request(method, path, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def stop(self) -> str:
+        """Stop gracefully; return what the server wrote to stdout."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        stdout, stderr = self.process.communicate(timeout=30)
+        assert self.process.returncode == 0, stderr
+        return stdout
+
+
+@pytest.fixture(params=SERVERS)
+def server(request, cluster):
+    database = f"servers_{request.param}"
+    cluster.psql(f"CREATE DATABASE {database}")
+    try:
+        server = Server(SERVERS[request.param], os.environ | {"POSTGRES_DB": database})
+        yield server
+        if server.process.poll() is None:
+            server.stop()
+    finally:
+        cluster.psql(f"DROP DATABASE {database} WITH (FORCE)")
+
+
+def test_real_server_serves_probes_pages_and_json_logs(server):
+    assert server.get("/healthz", PROBE) == (200, b'{"status": "ok"}')
+
+    status, body = server.get("/readyz", PROBE)
+    assert status == 503
+    assert json.loads(body)["reason"].endswith("unapplied migration(s)")
+    migrate = run_python("manage.py", "migrate", "--verbosity", "0", env=server.env)
+    assert migrate.returncode == 0, migrate.stderr
+    assert server.get("/readyz", PROBE) == (200, b'{"status": "ok"}')
+
+    status, body = server.get("/", PROXIED)
+    assert status == 200
+    assert b'href="/static/cats/style.' in body
+    assert server.get("/", PROXIED | {"X-Forwarded-Proto": "http"})[0] == 301
+    assert server.get("/api/cats/", PROXIED, method="POST")[0] == 405
+    assert server.get("/nope/", PROXIED | {"X-Request-ID": "req-e2e-1"})[0] == 404
+
+    lines = [json.loads(line) for line in server.stop().splitlines()]
+    not_found = [line for line in lines if line["message"] == "Not Found: /nope/"]
+    assert [line["request_id"] for line in not_found] == ["req-e2e-1"]
+
+
+def test_persistent_connections_are_refused_under_asgi_only():
+    persistent = {"DJANGO_DB_CONNECTIONS": "persistent"}
+    asgi = run_python("-c", "import config.asgi", env=persistent)
+    assert asgi.returncode == 78
+    assert asgi.stderr.startswith("error: DJANGO_DB_CONNECTIONS=persistent leaks")
+    assert run_python("-c", "import config.wsgi", env=persistent).returncode == 0
+    assert run_python("-m", "config.preflight", "asgi", env=persistent).returncode == 78
