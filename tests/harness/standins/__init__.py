@@ -115,6 +115,11 @@ def recipe_for(name: str, recipes: dict[str, Recipe]) -> tuple[Recipe, str]:
     return recipe, match.group("version")
 
 
+def promised_version(name: str) -> str:
+    """The version a name's tag promises: 3.13 for python:3.13-slim-trixie."""
+    return recipe_for(name, load_recipes())[1]
+
+
 def images_to_provide(repo: Path, recipes: dict[str, Recipe] | None = None) -> list[str]:
     """The project's base images, plus each recipe's fallback name while the project's files
     reference no image of that repository yet (so every stand-in's contract stays tested)."""

@@ -1,0 +1,28 @@
+"""Contract tests of the base images the project uses (tests/run standins).
+
+Each test runs against every image of its repository that the project references (the names
+tests/harness/standins provides: stand-ins here, the real images where a registry answers), so
+a stand-in that drifts from the official image's documented behaviour fails here instead of
+hiding a bug in the stack.
+"""
+
+import functools
+from pathlib import Path
+
+import pytest
+
+from tests.harness.standins import images_by_repository
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE_FIXTURES = {"python_image": "python", "postgres_image": "postgres", "nginx_image": "nginx"}
+
+
+@functools.cache
+def project_images() -> dict[str, list[str]]:
+    return images_by_repository(REPO)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    for fixture, repository in IMAGE_FIXTURES.items():
+        if fixture in metafunc.fixturenames:
+            metafunc.parametrize(fixture, project_images()[repository])
