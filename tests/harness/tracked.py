@@ -1,8 +1,8 @@
-"""The repository's tracked files by kind, for the linters and the base-image derivation.
+"""The repository's files by kind, for the linters and the base-image derivation.
 
-Lists come from `git ls-files`, never from what happens to exist on disk, so a check meant for
-a file cannot silently pass once that file is tracked (a tracked but deleted file is still
-listed, and its linter then fails on it).
+Lists come from `git ls-files` (tracked files plus new ones git does not ignore), never from
+what happens to exist on disk, so a check meant for a file cannot silently pass once that file
+is part of the project (a tracked but deleted file is still listed, and its check then fails).
 
 CLI (NUL-separated paths for xargs -0): python -m tests.harness.tracked dockerfiles|shell
 """
@@ -19,8 +19,13 @@ _SHELL_SHEBANG = re.compile(rb"^#!\s*(?:/usr)?/bin/(?:env\s+(?:-\S+\s+)*)?(?:ba|
 
 
 def tracked_files(repo: Path) -> list[str]:
-    result = subprocess.run(["git", "ls-files", "-z"], cwd=repo, capture_output=True, check=True)
-    return [name for name in result.stdout.decode().split("\0") if name]
+    result = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=repo,
+        capture_output=True,
+        check=True,
+    )
+    return sorted({name for name in result.stdout.decode().split("\0") if name})
 
 
 def is_dockerfile(name: str) -> bool:

@@ -130,7 +130,8 @@ def test_project_base_images_from_tracked_files_and_compose(tmp_path):
         },
     )
     (repo / "docs").mkdir()
-    (repo / "docs" / "Dockerfile").write_text("FROM never-tracked:1\n")
+    (repo / "docs" / "Dockerfile").write_text("FROM ignored-by-git:1\n")
+    (repo / ".gitignore").write_text("docs/\n")
     config = {
         "services": {
             "db": {"image": "postgres:17-trixie"},

@@ -15,7 +15,7 @@ def test_dockerfile_names():
     assert not is_dockerfile("Dockerfiles/README")
 
 
-def test_shell_scripts_by_extension_and_by_shebang_tracked_only(tmp_path: Path):
+def test_shell_scripts_by_extension_and_by_shebang_not_ignored_ones(tmp_path: Path):
     files = {
         "scripts/entrypoint": "#!/usr/bin/env bash\necho\n",
         "scripts/wait": "#!/bin/sh\necho\n",
@@ -28,11 +28,14 @@ def test_shell_scripts_by_extension_and_by_shebang_tracked_only(tmp_path: Path):
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    (tmp_path / "untracked.sh").write_text("echo\n")
+    (tmp_path / "new-not-added-yet.sh").write_text("echo\n")
+    (tmp_path / "ignored.sh").write_text("echo\n")
+    (tmp_path / ".gitignore").write_text("ignored.sh\n")
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     subprocess.run(["git", "-C", str(tmp_path), "add", *files], check=True)
     assert tracked_shell_scripts(tmp_path) == [
         "lib.sh",
+        "new-not-added-yet.sh",
         "nginx/15-resolvers.envsh",
         "scripts/entrypoint",
         "scripts/wait",
