@@ -134,10 +134,25 @@ SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.boolean("DJANGO_SECURE_COOKIES"
 # The HSTS subdomain and preload flags commit every subdomain (and, for preload, browsers'
 # built-in lists, which take months to leave) to HTTPS: a decision for the domain's owner, so
 # they are off by default and their deploy-check warnings are silenced until switched on.
+CHECK_ID_PATTERN = re.compile(r"\w+(\.\w+)*\.[CEWI]\d{3}")
+
+
+def read_silenced_checks() -> list[str]:
+    # Django ignores ids it does not know, so a typo would silence nothing without a word.
+    checks = env.strings("DJANGO_SILENCED_SYSTEM_CHECKS")
+    for check in checks:
+        if not CHECK_ID_PATTERN.fullmatch(check):
+            raise ConfigurationError(
+                f"DJANGO_SILENCED_SYSTEM_CHECKS entry {check!r} is not a check id "
+                "like security.W008"
+            )
+    return checks
+
+
 SILENCED_SYSTEM_CHECKS = [
     *([] if SECURE_HSTS_INCLUDE_SUBDOMAINS else ["security.W005"]),
     *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
-    *env.strings("DJANGO_SILENCED_SYSTEM_CHECKS"),
+    *read_silenced_checks(),
 ]
 
 

@@ -26,6 +26,10 @@ def _extension(name: str) -> str:
 
 
 def validate_photo(upload) -> None:
+    # Model validation runs on every save; a photo already stored was checked when it arrived,
+    # and re-reading it would turn a file lost from the volume into a server error on edit.
+    if getattr(upload, "_committed", False):
+        return
     if upload.size > settings.UPLOAD_MAX_BYTES:
         raise ValidationError(
             "The photo is %(size).1f MB; the limit is %(limit)d MB.",

@@ -90,6 +90,16 @@ def test_editing_a_cat_keeps_its_photo(client, media_root):
     assert (cat.name, cat.age, cat.photo.name) == ("Mittens II", 5, photo)
 
 
+def test_a_cat_whose_photo_file_is_gone_can_still_be_edited(client, media_root):
+    add_cat(client, photo=upload("cat.png", image_bytes()))
+    cat = Cat.objects.get()
+    (media_root / cat.photo.name).unlink()
+    response = client.post(f"/cats/{cat.pk}/edit/", {"name": "Mittens", "age": "6"})
+    assert response.status_code == 302
+    cat.refresh_from_db()
+    assert cat.age == 6
+
+
 @pytest.mark.parametrize(
     ("name", "format_", "extension"),
     [

@@ -35,7 +35,14 @@ class Server:
             stderr=subprocess.PIPE,
             text=True,
         )
-        deadline = time.monotonic() + 30
+        try:
+            self._wait_until_up(deadline=time.monotonic() + 30)
+        except BaseException:
+            self.process.kill()
+            self.process.communicate()
+            raise
+
+    def _wait_until_up(self, deadline: float) -> None:
         while not self._answers():
             assert self.process.poll() is None, self.process.communicate()
             assert time.monotonic() < deadline, "gunicorn did not come up"
@@ -62,7 +69,11 @@ class Server:
         """Stop gracefully; return what the server wrote to stdout."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        stdout, stderr = self.process.communicate(timeout=30)
+        try:
+            stdout, stderr = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
         assert self.process.returncode == 0, stderr
         return stdout
 

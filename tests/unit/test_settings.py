@@ -169,6 +169,10 @@ def test_database_url_is_used_instead_of_postgres_variables(cluster):
             ["DJANGO_CSRF_TRUSTED_ORIGINS entry 'cats.example.com' is not an origin"],
         ),
         (
+            {"DJANGO_SILENCED_SYSTEM_CHECKS": "security.W008,W012"},
+            ["DJANGO_SILENCED_SYSTEM_CHECKS entry 'W012' is not a check id"],
+        ),
+        (
             {"DATABASE_URL": "mysql://u:hunter2@db/cats"},
             ["DATABASE_URL must be a PostgreSQL URL"],
         ),

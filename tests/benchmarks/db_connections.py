@@ -1,0 +1,223 @@
+"""Database connection handling under gunicorn: per-request vs persistent vs psycopg's pool.
+
+Run from the repo root (needs wrk and Debian's PostgreSQL server binaries):
+
+    .venv/bin/python -m tests.benchmarks.db_connections [--duration 10] [--rounds 3]
+
+For each server mode (WSGI: gthread workers; ASGI: uvicorn workers through gunicorn) and each
+DJANGO_DB_CONNECTIONS value it boots gunicorn on loopback against a throwaway cluster, drives
+/api/cats/ (two queries per request) with wrk, and records throughput, latency, how many
+PostgreSQL sessions were opened during the run, how many were still open at its end, and how
+many connection attempts the server refused for exceeding max_connections (100).
+Rounds are interleaved so that the machine's noise spreads over every configuration; the
+table reports medians. Not collected by pytest (the file name does not start with test_).
+"""
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.unit.postgres import Cluster, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+GUNICORN = str(Path(sys.executable).parent / "gunicorn")
+WORKERS = 2
+THREADS = 4
+CONNECTIONS = 16
+CATS = 100
+SERVERS = {
+    "wsgi-gthread": ["config.wsgi:application", "-k", "gthread", "--threads", str(THREADS)],
+    # Django's own ASGI application: config.asgi refuses the persistent mode this measures.
+    "asgi-uvicorn": [
+        "django.core.asgi:get_asgi_application()",
+        "-k",
+        "uvicorn_worker.UvicornWorker",
+    ],
+}
+DB_MODES = ("per-request", "persistent", "pool")
+
+
+def django_env(cluster: Cluster, scratch: Path, mode: str = "pool") -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "POSTGRES_"))},
+        **cluster.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "DJANGO_SECURE_SSL_REDIRECT": "false",
+        "DJANGO_STATIC_ROOT": str(scratch / "static"),
+        "DJANGO_MEDIA_ROOT": str(scratch / "media"),
+        "DJANGO_LOG_LEVEL": "WARNING",
+        "DJANGO_DB_CONNECTIONS": mode,
+    }
+
+
+def seed(env: dict[str, str]) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=REPO, env=env, check=True
+    )
+    script = (
+        "from app.cats.models import Cat; "
+        f"Cat.objects.bulk_create(Cat(name=f'cat {{i}}', breed='tabby', age=i % 20, "
+        f"description='x' * 200) for i in range({CATS}))"
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", script],
+        cwd=REPO,
+        env=env,
+        check=True,
+    )
+
+
+def wait_until_up(url: str, server: subprocess.Popen, deadline: float = 30) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if server.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (loopback)
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"gunicorn did not answer {url} within {deadline}s")
+
+
+def sessions(cluster: Cluster) -> tuple[int, int]:
+    """(sessions ever opened, client sessions open now) for the benchmark database."""
+    opened = cluster.psql("SELECT sessions FROM pg_stat_database WHERE datname = 'postgres'")
+    open_now = cluster.psql(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = 'postgres' AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    )
+    return int(opened), int(open_now)
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    def latency_ms(label: str) -> float:
+        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", output).groups()
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50": latency_ms("50%"),
+        "p99": latency_ms("99%"),
+        "errors": (int(errors.group(1)) if errors else 0)
+        + (sum(map(int, socket_errors.groups())) if socket_errors else 0),
+    }
+
+
+def measure(server: str, mode: str, cluster: Cluster, scratch: Path, duration: int) -> dict:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            GUNICORN,
+            *SERVERS[server],
+            "--workers",
+            str(WORKERS),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--no-control-socket",
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO,
+        env=django_env(cluster, scratch, mode),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until_up(f"{base}/healthz", process)
+        url = f"{base}/api/cats/?page_size=20"
+        subprocess.run(
+            ["wrk", "-t2", "-c", str(CONNECTIONS), "-d2s", url], capture_output=True, check=True
+        )
+        opened_before, _ = sessions(cluster)
+        log_offset = cluster.log.stat().st_size
+        run = subprocess.run(
+            ["wrk", "-t2", "-c", str(CONNECTIONS), f"-d{duration}s", "--latency", url],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        opened_after, open_now = sessions(cluster)
+        with cluster.log.open("rb") as log:
+            log.seek(log_offset)
+            refused = log.read().count(b"too many clients already")
+        return {
+            **parse_wrk(run.stdout),
+            "opened": opened_after - opened_before,
+            "open": open_now,
+            "refused": refused,
+        }
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    cluster = Cluster().start()
+    scratch = Path(tempfile.mkdtemp(prefix="cats-bench-"))
+    try:
+        seed(django_env(cluster, scratch))
+        results: dict[tuple[str, str], list[dict]] = {}
+        for round_ in range(1, args.rounds + 1):
+            for server in SERVERS:
+                for mode in DB_MODES:
+                    result = measure(server, mode, cluster, scratch, args.duration)
+                    results.setdefault((server, mode), []).append(result)
+                    print(f"round {round_} {server:13} {mode:12} {result}", file=sys.stderr)
+    finally:
+        cluster.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    print(
+        f"\n{WORKERS} workers (gthread: {THREADS} threads each), wrk {CONNECTIONS} connections, "
+        f"{args.duration}s x {args.rounds} rounds, median per column\n"
+    )
+    print(
+        "| server | DJANGO_DB_CONNECTIONS | req/s | p50 ms | p99 ms | HTTP errors | "
+        "sessions opened per 1k requests | sessions open at end | refused: too many clients |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (server, mode), runs in results.items():
+
+        def median(key: str, runs=runs) -> float:
+            return statistics.median(run[key] for run in runs)
+
+        requests = median("rps") * args.duration
+        print(
+            f"| {server} | {mode} | {median('rps'):.0f} | {median('p50'):.1f} | "
+            f"{median('p99'):.1f} | {median('errors'):.0f} | "
+            f"{1000 * median('opened') / requests:.1f} | {median('open'):.0f} | "
+            f"{median('refused'):.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
