@@ -147,6 +147,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytes
     return report
 
 
+# trylast: after pytest's own session finish, which tears down what an interrupted test held.
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if docker_helpers.engine_problem() is not None:
         return

@@ -10,6 +10,7 @@ version is checked against the tag before the official name is applied.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 import subprocess
@@ -229,12 +230,16 @@ class StandinBuilder:
 
 
 class Provider:
-    """Provides one name at a time; the registry probe and the builder are shared."""
+    """Provides names (safe to call from several threads); the registry probe and the
+    builder are shared."""
 
     def __init__(self) -> None:
         self.recipes = load_recipes()
         self.registry = Registry()
-        self.builder: StandinBuilder | None = None
+
+    @functools.cached_property
+    def builder(self) -> StandinBuilder:
+        return StandinBuilder()
 
     def provide(self, name: str) -> str:
         present, label = image_label(name)
@@ -243,5 +248,4 @@ class Provider:
         if self.registry.pull(name):
             return "pulled from the registry"
         recipe, wanted_version = recipe_for(name, self.recipes)
-        self.builder = self.builder or StandinBuilder()
         return self.builder.build(name, recipe, wanted_version)
