@@ -15,6 +15,16 @@ tests/run loads it with `-p tests.harness.engine_plugin` (and `-p no:django`). I
 
 At the end of the session nothing carrying the run id may remain (containers, networks,
 volumes): anything found is listed, removed, and fails the session.
+
+Example (a stack test; variables reach compose through env files, as ops set them):
+
+    def test_healthz_through_nginx(compose_project, free_port):
+        port = free_port()
+        project = compose_project(
+            "compose.yaml", env_files=[".env.example"], env={"NGINX_PORT": str(port)}
+        )
+        project.up(build=True, timeout=300)  # --wait: every healthcheck passed
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
 """
 
 from __future__ import annotations
