@@ -29,7 +29,7 @@ DEBUG = env.boolean("DJANGO_DEBUG", default=False)
 SECRET_KEY_MIN_LENGTH = 50
 SECRET_KEY_MIN_DISTINCT = 5
 STRONG_KEY_ADVICE = (
-    "a random string of at least 50 characters, e.g. the output of "
+    f"a random string of at least {SECRET_KEY_MIN_LENGTH} characters, e.g. the output of "
     "python3 -c 'import secrets; print(secrets.token_urlsafe(64))'"
 )
 
@@ -131,9 +131,6 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.boolean("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMA
 SECURE_HSTS_PRELOAD = env.boolean("DJANGO_SECURE_HSTS_PRELOAD", default=False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.boolean("DJANGO_SECURE_COOKIES", default=True)
 
-# The HSTS subdomain and preload flags commit every subdomain (and, for preload, browsers'
-# built-in lists, which take months to leave) to HTTPS: a decision for the domain's owner, so
-# they are off by default and their deploy-check warnings are silenced until switched on.
 CHECK_ID_PATTERN = re.compile(r"\w+(\.\w+)*\.[CEWI]\d{3}")
 
 
@@ -149,6 +146,9 @@ def read_silenced_checks() -> list[str]:
     return checks
 
 
+# The HSTS subdomain and preload flags commit every subdomain (and, for preload, browsers'
+# built-in lists, which take months to leave) to HTTPS: a decision for the domain's owner, so
+# they are off by default and their deploy-check warnings are silenced until switched on.
 SILENCED_SYSTEM_CHECKS = [
     *([] if SECURE_HSTS_INCLUDE_SUBDOMAINS else ["security.W005"]),
     *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
@@ -189,15 +189,20 @@ def read_database() -> dict:
     options = database.setdefault("OPTIONS", {})
     options["connect_timeout"] = DATABASE_CONNECT_TIMEOUT
     database["CONN_HEALTH_CHECKS"] = True
+    # Pool by default: as fast as persistent connections under WSGI, and the only one of the
+    # three that reuses connections under ASGI (tests/benchmarks/db_connections.py).
     if DB_CONNECTIONS == "pool":
         database["CONN_MAX_AGE"] = 0
         options["pool"] = {
+            # One warm connection per process; the pool grows on demand and shrinks back
+            # after psycopg's idle limit, so idle replicas hold few server sessions.
             "min_size": 1,
             "max_size": DB_POOL_MAX_SIZE,
             # How long a request waits for a free connection (or for a new one to be made).
             "timeout": DATABASE_CONNECT_TIMEOUT,
         }
     elif DB_CONNECTIONS == "persistent":
+        # Reused for up to ten minutes, with a health check before the first query of a request.
         database["CONN_MAX_AGE"] = 600
     else:
         database["CONN_MAX_AGE"] = 0

@@ -6,15 +6,18 @@ Run from the repo root (needs wrk and Debian's PostgreSQL server binaries):
 
 For each server mode (WSGI: gthread workers; ASGI: uvicorn workers through gunicorn) and each
 DJANGO_DB_CONNECTIONS value it boots gunicorn on loopback against a throwaway cluster, drives
-/api/cats/ (two queries per request) with wrk, and records throughput, latency, how many
-PostgreSQL sessions were opened during the run, how many were still open at its end, and how
-many connection attempts the server refused for exceeding max_connections (100).
-Rounds are interleaved so that the machine's noise spreads over every configuration; the
-table reports medians. Not collected by pytest (the file name does not start with test_).
+/api/cats/ (two queries per request) with wrk, and records throughput, latency, the CPU time
+gunicorn and PostgreSQL spent per request (steadier than throughput on a shared machine), how
+many PostgreSQL sessions were opened during the run, how many were still open at its end, and
+how many connection attempts the server refused for exceeding max_connections (100).
+Every round runs each configuration once, in a shuffled order, so that the machine's noise
+spreads over all of them; the table reports medians. Not collected by pytest (the file name
+does not start with test_).
 """
 
 import argparse
 import os
+import random
 import re
 import secrets
 import shutil
@@ -103,6 +106,29 @@ def sessions(cluster: Cluster) -> tuple[int, int]:
     return int(opened), int(open_now)
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(root: int) -> float:
+    """CPU time of a process tree: the root, its live descendants and the children it reaped."""
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                text = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # Fields after the command name: state, ppid, ..., utime (11), stime (12),
+            # cutime (13), cstime (14) when counted from state.
+            stats[int(entry.name)] = text[text.rindex(")") + 2 :].split()
+    tree = {root}
+    while grown := {pid for pid, f in stats.items() if int(f[1]) in tree} - tree:
+        tree |= grown
+    ticks = sum(int(stats[pid][11]) + int(stats[pid][12]) for pid in tree if pid in stats)
+    ticks += int(stats[root][13]) + int(stats[root][14])
+    return ticks / CLOCK_TICKS
+
+
 def parse_wrk(output: str) -> dict[str, float]:
     def latency_ms(label: str) -> float:
         value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", output).groups()
@@ -114,6 +140,7 @@ def parse_wrk(output: str) -> dict[str, float]:
     )
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
         "p50": latency_ms("50%"),
         "p99": latency_ms("99%"),
         "errors": (int(errors.group(1)) if errors else 0)
@@ -150,18 +177,23 @@ def measure(server: str, mode: str, cluster: Cluster, scratch: Path, duration: i
         )
         opened_before, _ = sessions(cluster)
         log_offset = cluster.log.stat().st_size
+        app_cpu, db_cpu = cpu_seconds(process.pid), cpu_seconds(cluster.pid)
         run = subprocess.run(
             ["wrk", "-t2", "-c", str(CONNECTIONS), f"-d{duration}s", "--latency", url],
             capture_output=True,
             text=True,
             check=True,
         )
+        app_cpu, db_cpu = cpu_seconds(process.pid) - app_cpu, cpu_seconds(cluster.pid) - db_cpu
         opened_after, open_now = sessions(cluster)
         with cluster.log.open("rb") as log:
             log.seek(log_offset)
             refused = log.read().count(b"too many clients already")
+        result = parse_wrk(run.stdout)
         return {
-            **parse_wrk(run.stdout),
+            **result,
+            "app_ms": 1000 * app_cpu / result["requests"],
+            "db_ms": 1000 * db_cpu / result["requests"],
             "opened": opened_after - opened_before,
             "open": open_now,
             "refused": refused,
@@ -185,13 +217,14 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="cats-bench-"))
     try:
         seed(django_env(cluster, scratch))
-        results: dict[tuple[str, str], list[dict]] = {}
+        configurations = [(server, mode) for server in SERVERS for mode in DB_MODES]
+        results: dict[tuple[str, str], list[dict]] = {config: [] for config in configurations}
+        shuffler = random.Random(0)  # noqa: S311 (an order, not a secret)
         for round_ in range(1, args.rounds + 1):
-            for server in SERVERS:
-                for mode in DB_MODES:
-                    result = measure(server, mode, cluster, scratch, args.duration)
-                    results.setdefault((server, mode), []).append(result)
-                    print(f"round {round_} {server:13} {mode:12} {result}", file=sys.stderr)
+            for server, mode in shuffler.sample(configurations, len(configurations)):
+                result = measure(server, mode, cluster, scratch, args.duration)
+                results[server, mode].append(result)
+                print(f"round {round_} {server:13} {mode:12} {result}", file=sys.stderr)
     finally:
         cluster.stop()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -201,20 +234,21 @@ def main() -> None:
         f"{args.duration}s x {args.rounds} rounds, median per column\n"
     )
     print(
-        "| server | DJANGO_DB_CONNECTIONS | req/s | p50 ms | p99 ms | HTTP errors | "
-        "sessions opened per 1k requests | sessions open at end | refused: too many clients |"
+        "| server | DJANGO_DB_CONNECTIONS | req/s | p50 ms | p99 ms | gunicorn CPU ms/req | "
+        "PostgreSQL CPU ms/req | HTTP errors | sessions opened per 1k requests | "
+        "sessions open at end | refused: too many clients |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (server, mode), runs in results.items():
 
         def median(key: str, runs=runs) -> float:
             return statistics.median(run[key] for run in runs)
 
-        requests = median("rps") * args.duration
         print(
             f"| {server} | {mode} | {median('rps'):.0f} | {median('p50'):.1f} | "
-            f"{median('p99'):.1f} | {median('errors'):.0f} | "
-            f"{1000 * median('opened') / requests:.1f} | {median('open'):.0f} | "
+            f"{median('p99'):.1f} | {median('app_ms'):.2f} | {median('db_ms'):.2f} | "
+            f"{median('errors'):.0f} | {1000 * median('opened') / median('requests'):.1f} | "
+            f"{median('open'):.0f} | "
             f"{median('refused'):.0f} |"
         )
 

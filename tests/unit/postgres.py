@@ -128,6 +128,11 @@ class Cluster:
                 return self
         raise PostgresUnavailable(f"postgres did not start: {self.log_tail()}")
 
+    @property
+    def pid(self) -> int:
+        """The postmaster's process id."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log.read_text().splitlines()[-lines:])
