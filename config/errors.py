@@ -2,7 +2,9 @@
 
 Settings raise ConfigurationError with a message that names the variable to fix. Entry points
 (manage.py, wsgi.py, asgi.py, config.preflight) turn it into a single `error: ...` line on stderr
-and exit status 78 (EX_CONFIG from sysexits.h), so ops read the cause instead of a traceback.
+and exit status 3, so ops read the cause instead of a traceback. 3 is also what gunicorn's
+master reads as "worker failed to boot": it stops instead of respawning workers that would fail
+the same way forever.
 """
 
 import sys
@@ -10,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-EXIT_CODE = 78
+EXIT_CODE = 3
 
 
 class ConfigurationError(Exception):

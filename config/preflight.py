@@ -1,7 +1,7 @@
 """Load the settings once before a server starts, and refuse what cannot be served.
 
 `python -m config.preflight [wsgi|asgi]`, or exit_if_misconfigured() at the top of gunicorn's
-config module, exits 78 with one `error: ...` line when the configuration is unusable, so a
+config module, exits 3 with one `error: ...` line when the configuration is unusable, so a
 server never forks workers that would each fail the same way.
 """
 

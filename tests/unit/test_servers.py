@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from config.errors import EXIT_CODE
 from tests.unit.postgres import free_port
 from tests.unit.support import REPO, SITE_HOST, run_python
 
@@ -113,10 +114,51 @@ def test_real_server_serves_probes_pages_and_json_logs(server):
     assert [line["request_id"] for line in not_found] == ["req-e2e-1"]
 
 
+def gunicorn_without_secret(*args: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
+    return subprocess.run(
+        [GUNICORN, *args, "--bind=127.0.0.1:0", "--no-control-socket"],
+        cwd=REPO,
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("app", SERVERS.values(), ids=SERVERS.keys())
+def test_a_worker_that_cannot_load_the_settings_stops_gunicorn(app):
+    """The backstop: one error line and a halt, never a loop of workers failing to boot.
+
+    One worker here: when several fail at once, gunicorn itself may print a HaltServer
+    traceback while stopping (benoitc/gunicorn#2393), which is why its config module runs the
+    preflight in the master (next test).
+    """
+    result = gunicorn_without_secret(*app, "--workers=1")
+    assert result.returncode == EXIT_CODE
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1
+    assert "DJANGO_SECRET_KEY is not set" in errors[0]
+    assert "Reason: Worker failed to boot." in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_preflight_in_gunicorns_config_stops_it_before_any_worker(tmp_path):
+    config = tmp_path / "gunicorn_conf.py"
+    config.write_text(
+        "from config.preflight import exit_if_misconfigured\n\nexit_if_misconfigured()\n"
+    )
+    result = gunicorn_without_secret("-c", str(config), "--workers=4", "config.wsgi:application")
+    assert result.returncode == EXIT_CODE
+    assert result.stderr.startswith("error: DJANGO_SECRET_KEY is not set")
+    assert len(result.stderr.splitlines()) == 1
+
+
 def test_persistent_connections_are_refused_under_asgi_only():
     persistent = {"DJANGO_DB_CONNECTIONS": "persistent"}
     asgi = run_python("-c", "import config.asgi", env=persistent)
-    assert asgi.returncode == 78
+    assert asgi.returncode == EXIT_CODE
     assert asgi.stderr.startswith("error: DJANGO_DB_CONNECTIONS=persistent leaks")
     assert run_python("-c", "import config.wsgi", env=persistent).returncode == 0
-    assert run_python("-m", "config.preflight", "asgi", env=persistent).returncode == 78
+    assert run_python("-m", "config.preflight", "asgi", env=persistent).returncode == EXIT_CODE
