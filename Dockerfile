@@ -1,0 +1,79 @@
+# The production image: `docker build .` builds the runtime (the last stage).
+# README section "Image" explains every choice; tests/image proves them.
+
+# --- builder: wheels for every locked requirement ---------------------------------------------
+FROM python:3.13-slim-trixie AS builder
+
+# A compiler for the requirements that publish no wheel for this platform; it never reaches the
+# runtime. Unpinned: the Debian release pinned in the base tag already fixes the versions.
+# hadolint ignore=DL3008
+RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,target=/var/lib/apt,sharing=locked \
+    rm -f /etc/apt/apt.conf.d/docker-clean \
+    && apt-get update \
+    && apt-get install --yes --no-install-recommends gcc libc6-dev
+
+COPY requirements/base.txt /tmp/requirements.txt
+# The cache mount keeps downloads between builds, so changing one requirement fetches only it.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip wheel --disable-pip-version-check --require-hashes --wheel-dir /wheels \
+        --requirement /tmp/requirements.txt
+
+# --- runtime --------------------------------------------------------------------------------
+FROM python:3.13-slim-trixie AS runtime
+
+ARG APP_UID=10001
+ARG APP_GID=10001
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PYTHONPATH=/app \
+    PATH=/opt/venv/bin:$PATH \
+    GUNICORN_PORT=8000
+
+# tini is PID 1 so plain `docker run` forwards signals and reaps zombies (compose's init: true
+# is then unnecessary).
+# hadolint ignore=DL3008
+RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,target=/var/lib/apt,sharing=locked \
+    rm -f /etc/apt/apt.conf.d/docker-clean \
+    && apt-get update \
+    && apt-get install --yes --no-install-recommends tini \
+    && groupadd --gid "${APP_GID}" app \
+    && useradd --uid "${APP_UID}" --gid app --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin app \
+    && install --directory --owner app --group app --mode 0755 /srv/media
+
+# Installed from the builder's wheels only (no index, no network, no cache left behind); the
+# hashes were checked when the builder downloaded them. No pip inside the virtualenv.
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    python -m venv --without-pip /opt/venv \
+    && pip --python /opt/venv/bin/python install --disable-pip-version-check --no-cache-dir \
+        --no-index --no-deps /wheels/*.whl \
+    && pip --python /opt/venv/bin/python check
+
+# Code last, owned by root: the app user can read it but not change it.
+WORKDIR /app
+COPY manage.py ./
+COPY config ./config
+COPY app ./app
+COPY scripts ./scripts
+RUN python -m compileall -q /app \
+    && DJANGO_BUILD_STATIC=1 python manage.py collectstatic --noinput --verbosity 0
+
+# Numeric, so orchestrators can verify it is not root without reading /etc/passwd.
+USER ${APP_UID}:${APP_GID}
+EXPOSE ${GUNICORN_PORT}
+# Liveness only (no database), through a probe that does not import Django.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --start-interval=2s --retries=3 \
+    CMD ["python", "/app/scripts/healthcheck.py"]
+ENTRYPOINT ["tini", "--", "/app/scripts/entrypoint"]
+CMD ["gunicorn", "--config", "python:config.gunicorn"]
+
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG SOURCE=
+LABEL org.opencontainers.image.title="catcollector-web" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}"
