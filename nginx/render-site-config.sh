@@ -1,0 +1,135 @@
+#!/bin/sh
+# Renders the site configuration (site-templates/*.template into /run/nginx) from the environment
+# at container start, run by the image's /docker-entrypoint.sh before nginx. Every value is checked here, so a bad one stops the
+# container with one `error:` line naming the variable instead of an nginx parse error.
+# POSIX sh: the official image's entrypoint has no bash.
+set -o errexit -o nounset
+
+templates=/etc/nginx/site-templates
+output_dir=/run/nginx
+tls_dir=/etc/nginx/tls
+
+fail() {
+  echo "error: $*" >&2
+  exit 3
+}
+
+# whole_number NAME VALUE MIN MAX: VALUE is a whole number within [MIN, MAX].
+whole_number() {
+  case $2 in
+    '' | *[!0-9]*) fail "$1='$2' is not a whole number" ;;
+  esac
+  # Leading zeros would make the shell read the number as octal.
+  number=$(printf '%s' "$2" | sed 's/^0*\([0-9]\)/\1/')
+  if [ "${#number}" -gt 9 ] || [ "$number" -lt "$3" ] || [ "$number" -gt "$4" ]; then
+    fail "$1=$2 is out of range; use a value from $3 to $4"
+  fi
+  printf '%s' "$number"
+}
+
+# The server names are Django's ALLOWED_HOSTS, in nginx's syntax: `.example.org` means the
+# domain and its subdomains in both, `*` (any host) becomes a regular expression.
+server_names() {
+  names=
+  for host in $(printf '%s' "${DJANGO_ALLOWED_HOSTS:-}" | tr ',' ' '); do
+    case $host in
+      '*') host='~^.+$' ;;
+      \[*\]) printf '%s' "$host" | grep -Eqx '\[[0-9A-Fa-f:.]+\]' || host_error "$host" ;;
+      *) printf '%s' "$host" | grep -Eqx '\.?[A-Za-z0-9_.-]+' || host_error "$host" ;;
+    esac
+    names="$names $host"
+  done
+  [ -n "$names" ] || fail "DJANGO_ALLOWED_HOSTS is not set; set it to the host names this site" \
+    "answers to, comma-separated, e.g. cats.example.com"
+  printf '%s' "${names# }"
+}
+
+host_error() {
+  fail "DJANGO_ALLOWED_HOSTS entry '$1' is not a host name; list bare names without scheme," \
+    "port or path, e.g. cats.example.com,.example.org"
+}
+
+# Addresses allowed to report the client's address, scheme and request id: RFC 1918 and
+# loopback by default, where cloud load balancers reach a VM from. `none` trusts no one.
+default_trusted_proxies=10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,127.0.0.0/8,::1/128
+
+trusted_proxies() {
+  value=${NGINX_TRUSTED_PROXIES:-$default_trusted_proxies}
+  [ "$value" = none ] && return 0
+  for range in $(printf '%s' "$value" | tr ',' ' '); do
+    if ! valid_ipv4_range "$range" && ! valid_ipv6_range "$range"; then
+      fail "NGINX_TRUSTED_PROXIES entry '$range' is not an IP address or network like" \
+        "10.0.0.0/8; list them comma-separated, or set none"
+    fi
+    printf '%s\n' "$range"
+  done
+}
+
+valid_ipv4_range() {
+  printf '%s' "$1" | grep -Eqx '([0-9]{1,3}\.){3}[0-9]{1,3}(/([0-9]|[12][0-9]|3[0-2]))?' || return 1
+  for octet in $(printf '%s' "${1%/*}" | tr '.' ' '); do
+    [ "$octet" -le 255 ] || return 1
+  done
+}
+
+valid_ipv6_range() {
+  printf '%s' "$1" | grep -Eqx '[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*(/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8]))?'
+}
+
+# The value goes into a double-quoted nginx string: no quotes, backslashes or `$` (variables).
+content_security_policy() {
+  value=${NGINX_CONTENT_SECURITY_POLICY:-"default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"}
+  case $value in
+    *[\"\\\$]*) fail "NGINX_CONTENT_SECURITY_POLICY must not contain double quotes, backslashes or \$" ;;
+    off) value= ;;
+  esac
+  printf '%s' "$value"
+}
+
+# TLS at nginx is on when a certificate and key are mounted (README: TLS).
+tls_listener() {
+  if [ ! -e "$tls_dir/tls.crt" ] && [ ! -e "$tls_dir/tls.key" ]; then
+    return 0
+  fi
+  for file in "$tls_dir/tls.crt" "$tls_dir/tls.key"; do
+    [ -r "$file" ] || fail "$file is missing or not readable by UID $(id -u); mount both" \
+      "tls.crt and tls.key into $tls_dir, readable by that user"
+  done
+  printf 'listen %s ssl%s;\n    http2 on;\n    ssl_certificate %s;\n    ssl_certificate_key %s;' \
+    "$NGINX_HTTPS_PORT" "$1" "$tls_dir/tls.crt" "$tls_dir/tls.key"
+}
+
+[ -n "${NGINX_LOCAL_RESOLVERS:-}" ] || fail "no DNS resolver found in /etc/resolv.conf;" \
+  "nginx needs Docker's to find the web containers"
+
+NGINX_HTTP_PORT=$(whole_number NGINX_HTTP_PORT "${NGINX_HTTP_PORT:-}" 1024 65535)
+NGINX_HTTPS_PORT=$(whole_number NGINX_HTTPS_PORT "${NGINX_HTTPS_PORT:-}" 1024 65535)
+upload_max_mb=$(whole_number UPLOAD_MAX_MB "${UPLOAD_MAX_MB:-}" 1 1024)
+# Room above Django's own photo limit for the multipart framing and the other form fields, so
+# a photo just over the limit gets Django's form error rather than nginx's bare 413.
+NGINX_CLIENT_MAX_BODY_SIZE="$((upload_max_mb + 1))m"
+NGINX_SERVER_NAMES=$(server_names)
+ranges=$(trusted_proxies)
+NGINX_REAL_IP_FROM=$(printf '%s\n' "$ranges" | sed -n 's/.\{1,\}/set_real_ip_from &;/p')
+NGINX_TRUSTED_PROXY_RANGES=$(printf '%s\n' "$ranges" | sed -n 's/.\{1,\}/    & 1;/p')
+NGINX_RATE_LIMIT=$(whole_number NGINX_RATE_LIMIT "${NGINX_RATE_LIMIT:-20}" 1 100000)
+NGINX_RATE_BURST=$(whole_number NGINX_RATE_BURST "${NGINX_RATE_BURST:-40}" 0 100000)
+NGINX_CONN_LIMIT=$(whole_number NGINX_CONN_LIMIT "${NGINX_CONN_LIMIT:-50}" 1 100000)
+NGINX_KEEPALIVE_TIMEOUT=$(whole_number NGINX_KEEPALIVE_TIMEOUT "${NGINX_KEEPALIVE_TIMEOUT:-75}" 1 3600)
+NGINX_CONTENT_SECURITY_POLICY=$(content_security_policy)
+NGINX_TLS_DEFAULT_LISTEN=$(tls_listener " default_server")
+NGINX_TLS_LISTEN=$(tls_listener "")
+export NGINX_HTTP_PORT NGINX_CLIENT_MAX_BODY_SIZE NGINX_SERVER_NAMES NGINX_REAL_IP_FROM NGINX_TRUSTED_PROXY_RANGES \
+  NGINX_RATE_LIMIT NGINX_RATE_BURST NGINX_CONN_LIMIT NGINX_KEEPALIVE_TIMEOUT \
+  NGINX_CONTENT_SECURITY_POLICY NGINX_TLS_DEFAULT_LISTEN NGINX_TLS_LISTEN
+
+for template in "$templates"/*.template; do
+  output=$output_dir/$(basename "$template" .template)
+  # Only these names are replaced: nginx's own $variables stay as they are.
+  # shellcheck disable=SC2016 # the list names the variables for envsubst, unexpanded
+  envsubst '${NGINX_HTTP_PORT} ${NGINX_CLIENT_MAX_BODY_SIZE} ${NGINX_SERVER_NAMES} ${NGINX_REAL_IP_FROM}
+    ${NGINX_TRUSTED_PROXY_RANGES} ${NGINX_RATE_LIMIT} ${NGINX_RATE_BURST} ${NGINX_CONN_LIMIT}
+    ${NGINX_KEEPALIVE_TIMEOUT} ${NGINX_CONTENT_SECURITY_POLICY} ${NGINX_TLS_DEFAULT_LISTEN}
+    ${NGINX_TLS_LISTEN} ${NGINX_LOCAL_RESOLVERS}' <"$template" >"$output"
+done
+[ -n "${NGINX_ENTRYPOINT_QUIET_LOGS:-}" ] || echo "$0: configured for host names: $NGINX_SERVER_NAMES"

@@ -1,0 +1,363 @@
+"""A fresh stack from the exact compose.yaml, used through nginx as the load balancer uses it."""
+
+import gzip
+import json
+import re
+import uuid
+
+from tests.stack.support import (
+    HASHED_STATIC,
+    REPO,
+    UP_BOUND_S,
+    dropped,
+    noise_png,
+    png_bytes,
+)
+
+ARTIFACTS = REPO / "tests" / "artifacts"
+SUPERUSER = ("ops", "a-long-admin-password-1234")
+
+
+def record(name: str, values: dict) -> None:
+    """Keep a measurement of this run in tests/artifacts (README: Operations quotes them)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with (ARTIFACTS / "stack-measurements.jsonl").open("a") as out:
+        out.write(json.dumps({"measurement": name, **values}) + "\n")
+
+
+def test_fresh_up_reaches_healthy_with_migrations_applied(shared_stack):
+    record("fresh up --wait to healthy", {"seconds": round(shared_stack.up_seconds, 1)})
+    assert shared_stack.up_seconds < UP_BOUND_S
+    states = {
+        c["Service"]: (c["State"], c["Health"], c["ExitCode"]) for c in shared_stack.project.ps()
+    }
+    assert states == {
+        "init-secrets": ("exited", "", 0),
+        "db": ("running", "healthy", 0),
+        "web": ("running", "healthy", 0),
+        "nginx": ("running", "healthy", 0),
+    }
+    shared_stack.exec("web", "python", "manage.py", "migrate", "--check")
+    ready = shared_stack.get("/readyz", host="10.20.30.40", https=False)
+    assert ready.status_code == 200, ready.text
+
+
+def test_home_page_over_https_at_the_load_balancer(shared_stack):
+    response = shared_stack.get("/")
+    assert response.status_code == 200
+    assert "<title>Cat collector</title>" in response.text
+
+
+def test_plain_http_is_redirected_to_https_but_the_probes_are_not(shared_stack):
+    response = shared_stack.get("/cats/new/", https=False)
+    assert response.status_code == 301
+    assert response.headers["Location"] == "https://localhost/cats/new/"
+    for path in ("/healthz", "/readyz"):
+        assert shared_stack.get(path, https=False).status_code == 200
+
+
+def test_probes_answer_for_any_host(shared_stack):
+    for host in ("10.0.3.7", "203.0.113.9", "lb-probe.internal"):
+        healthz = shared_stack.get("/healthz", host=host, https=False)
+        assert healthz.status_code == 200
+        assert healthz.json() == {"status": "ok"}
+        assert shared_stack.get("/readyz", host=host, https=False).status_code == 200
+        own = shared_stack.get("/nginx-healthz", host=host, https=False)
+        assert (own.status_code, own.text) == (200, "ok\n")
+
+
+def test_unknown_host_is_dropped_before_python(shared_stack):
+    marker = f"/unknown-host-{uuid.uuid4().hex}/"
+    for path in (marker, "/", "/admin/login/", "/api/cats/", "/static/admin/css/base.css"):
+        assert dropped(shared_stack, path, host="attacker.example"), path
+    nginx_lines = [r for r in shared_stack.json_logs("nginx") if r["path"] == marker]
+    assert [r["status"] for r in nginx_lines] == [444]
+    assert marker not in shared_stack.logs("web")
+
+
+def test_json_api(shared_stack):
+    client = shared_stack.client()
+    name = f"API cat {uuid.uuid4().hex[:8]}"
+    detail_path = client.create_cat(name)
+    cat_id = int(re.fullmatch(r"/cats/(\d+)/", detail_path).group(1))
+
+    listing = client.get("/api/cats/?page_size=100")
+    assert listing.status_code == 200
+    assert listing.headers["Content-Type"] == "application/json"
+    cats = {cat["id"]: cat for cat in listing.json()["results"]}
+    assert cats[cat_id]["name"] == name
+    # Absolute URLs carry the scheme and host the visitor used at the load balancer.
+    assert cats[cat_id]["url"] == f"https://localhost/cats/{cat_id}/"
+
+    detail = client.get(f"/api/cats/{cat_id}/")
+    assert (detail.status_code, detail.json()["name"]) == (200, name)
+    assert client.get("/api/cats/?page=0").status_code == 400
+
+
+def test_photo_upload_is_served_from_media_by_nginx(shared_stack):
+    client = shared_stack.client()
+    photo = png_bytes(color=(10, 200, 30))
+    page = client.get(client.create_cat("Photogenic", photo))
+    photo_url = re.search(r'<img src="(/media/cats/[0-9a-f-]+\.png)"', page.text).group(1)
+
+    served = client.get(photo_url)
+    assert served.status_code == 200
+    assert served.content == photo
+    assert served.headers["Content-Type"] == "image/png"
+    assert served.headers["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in served.headers["Content-Security-Policy"]
+    assert "Content-Disposition" not in served.headers
+    assert served.headers["Cache-Control"] == "max-age=86400, public"
+    # nginx served it: Django never saw the request.
+    assert photo_url not in shared_stack.logs("web")
+
+
+def test_media_serves_non_images_as_downloads_and_ignores_symlinks(shared_stack):
+    shared_stack.exec(
+        "web", "sh", "-c",
+        "echo '<script>alert(1)</script>' > /srv/media/page.html && "
+        "ln -sf /etc/nginx/nginx.conf /srv/media/config.png",
+    )  # fmt: skip
+    page = shared_stack.get("/media/page.html")
+    assert page.status_code == 200
+    assert page.headers["Content-Type"] == "application/octet-stream"
+    assert page.headers["Content-Disposition"] == "attachment"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert shared_stack.get("/media/config.png").status_code == 403
+    assert shared_stack.client().request("POST", "/media/page.html").status_code == 403
+
+
+def test_upload_limits_agree_with_django(shared_stack):
+    """UPLOAD_MAX_MB (10) is Django's photo limit; nginx allows a little more, so a photo just
+    over the limit gets Django's form error, and only far bigger bodies nginx's 413."""
+    client = shared_stack.client()
+    client.get("/cats/new/")
+    just_over = noise_png(1890)
+    assert 10 * 1024 * 1024 < len(just_over) < 11 * 1024 * 1024
+    response = client.post_form(
+        "/cats/new/",
+        {"name": "Big", "age": "2"},
+        files={"photo": ("big.png", just_over, "image/png")},
+    )
+    assert response.status_code == 200
+    assert "the limit is 10 MB" in response.text
+
+    web_posts_before = shared_stack.logs("web").count('"POST /cats/new/')
+    far_over = b"\0" * (12 * 1024 * 1024)
+    response = client.post_form(
+        "/cats/new/",
+        {"name": "Huge", "age": "2"},
+        files={"photo": ("huge.png", far_over, "image/png")},
+    )
+    assert response.status_code == 413
+    assert shared_stack.logs("web").count('"POST /cats/new/') == web_posts_before
+
+
+def test_security_headers(shared_stack):
+    page = shared_stack.get("/")
+    headers = page.headers
+    assert headers["Server"] == "nginx"
+    # Django's own, once each: nginx adds a header only where the app set none.
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "same-origin"
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Strict-Transport-Security"].startswith("max-age=31536000")
+    # nginx's additions.
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert "camera=()" in headers["Permissions-Policy"]
+    assert re.fullmatch(r"[0-9a-f]{32}", headers["X-Request-ID"])
+    for name in ("X-Content-Type-Options", "Referrer-Policy", "Content-Security-Policy"):
+        assert "," not in headers[name], f"{name} sent twice: {headers[name]}"
+
+    error = shared_stack.get("/static/no-such-file.css")
+    assert error.status_code == 404
+    assert error.headers["Server"] == "nginx"
+    assert "1.30" not in error.text
+
+
+def test_static_files_compressed_and_cached_by_nginx(shared_stack):
+    login = shared_stack.get("/admin/login/")
+    hashed = sorted(set(HASHED_STATIC.findall(login.text)))
+    assert hashed, login.text
+    path = next(p for p in hashed if p.endswith(".css"))
+
+    plain = shared_stack.get(path, headers={"Accept-Encoding": "identity"})
+    assert plain.status_code == 200
+    assert "Content-Encoding" not in plain.headers
+    assert plain.headers["Cache-Control"] == "max-age=315360000, public, immutable"
+    assert plain.headers["X-Content-Type-Options"] == "nosniff"
+
+    compressed = shared_stack.get(path, headers={"Accept-Encoding": "gzip"}, stream=True)
+    assert compressed.headers["Content-Encoding"] == "gzip"
+    assert compressed.headers["Vary"] == "Accept-Encoding"
+    body = compressed.raw.read()
+    assert int(compressed.headers["Content-Length"]) == len(body) < len(plain.content)
+    assert gzip.decompress(body) == plain.content
+
+    # The very bytes the running web image collected, not a copy that can go stale.
+    in_web_image = shared_stack.exec("web", "cat", "/srv" + path)
+    assert in_web_image == plain.text
+
+    unhashed = shared_stack.get("/static/admin/css/base.css")
+    assert unhashed.headers["Cache-Control"] == "max-age=60, public"
+    assert path not in shared_stack.logs("web")
+
+
+def test_admin_login_with_its_css(shared_stack):
+    shared_stack.project.compose(
+        "exec", "-T", "--env", f"DJANGO_SUPERUSER_PASSWORD={SUPERUSER[1]}", "web",
+        "python", "manage.py", "createsuperuser", "--noinput", "--username", SUPERUSER[0],
+        "--email", "ops@example.com",
+    )  # fmt: skip
+    client = shared_stack.client()
+    form = client.get("/admin/login/")
+    assert form.status_code == 200
+    for stylesheet in re.findall(r'<link rel="stylesheet" href="([^"]+)"', form.text):
+        css = client.get(stylesheet)
+        assert (css.status_code, css.headers["Content-Type"]) == (200, "text/css"), stylesheet
+
+    login = client.post_form(
+        "/admin/login/?next=/admin/",
+        {"username": SUPERUSER[0], "password": SUPERUSER[1], "next": "/admin/"},
+    )
+    assert login.status_code == 302, login.text[:2000]
+    assert login.headers["Location"] == "/admin/"
+    # Session and CSRF cookies are Secure: the visitor is on HTTPS at the load balancer.
+    assert "Secure" in login.headers["Set-Cookie"]
+    admin = client.get("/admin/")
+    assert admin.status_code == 200
+    assert "Site administration" in admin.text
+
+
+def test_request_ids_generated_or_kept_from_the_load_balancer(shared_stack):
+    generated = shared_stack.get("/api/cats/")
+    request_id = generated.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+
+    from_balancer = f"lb-{uuid.uuid4().hex}"
+    kept = shared_stack.get("/api/cats/", headers={"X-Request-ID": from_balancer})
+    assert kept.headers["X-Request-ID"] == from_balancer
+
+    unsafe = shared_stack.get("/api/cats/", headers={"X-Request-ID": "bad id\tinjected"})
+    assert re.fullmatch(r"[0-9a-f]{32}", unsafe.headers["X-Request-ID"])
+
+    for request_id_value in (request_id, from_balancer):
+        nginx = [r for r in shared_stack.json_logs("nginx") if r["request_id"] == request_id_value]
+        web = [r for r in shared_stack.json_logs("web") if r.get("request_id") == request_id_value]
+        assert len(nginx) == 1
+        assert any(r["logger"] == "gunicorn.access" for r in web), request_id_value
+
+
+def test_access_logs_are_json_with_the_client_address(shared_stack):
+    client_address = "198.51.100.23"
+    marker = f"/api/cats/?marker={uuid.uuid4().hex}"
+    response = shared_stack.get(marker, headers={"X-Forwarded-For": client_address})
+    request_id = response.headers["X-Request-ID"]
+    [line] = [r for r in shared_stack.json_logs("nginx") if r["request_id"] == request_id]
+    assert {
+        "time", "level", "logger", "message", "request_id", "method", "path", "status",
+        "duration_ms", "remote_addr", "bytes",
+    } <= set(line)  # fmt: skip
+    assert (line["method"], line["path"], line["status"]) == ("GET", "/api/cats/", 200)
+    assert line["remote_addr"] == client_address
+    assert line["peer"] == shared_stack.gateway_address()
+    assert isinstance(line["duration_ms"], int)
+    [web_line] = [
+        r
+        for r in shared_stack.json_logs("web")
+        if r.get("request_id") == request_id and r["logger"] == "gunicorn.access"
+    ]
+    assert web_line["remote_addr"] == client_address
+
+
+def test_secrets_generated_into_the_volume_readable_by_web_only(shared_stack):
+    assert "django_secret_key generated" in shared_stack.logs("init-secrets")
+    listing = shared_stack.exec(
+        "web", "stat", "-c", "%n %a %u %g", "/run/secrets/catcollector",
+        "/run/secrets/catcollector/django_secret_key",
+        "/run/secrets/catcollector/postgres_password",
+    ).split("\n")  # fmt: skip
+    assert listing[:3] == [
+        "/run/secrets/catcollector 750 0 10001",
+        "/run/secrets/catcollector/django_secret_key 440 0 10001",
+        "/run/secrets/catcollector/postgres_password 440 0 10001",
+    ]
+    key = shared_stack.exec("web", "cat", "/run/secrets/catcollector/django_secret_key")
+    assert re.fullmatch(r"[A-Za-z0-9_-]{64}", key)
+
+
+def test_relations_between_timeouts_hold(shared_stack):
+    """Each timeout is defined once; these relations between them must hold."""
+    gunicorn = json.loads(
+        shared_stack.exec(
+            "web", "python", "-c",
+            "import json, config.gunicorn as g; print(json.dumps({"
+            "'keepalive': g.keepalive, 'graceful_timeout': g.graceful_timeout, "
+            "'timeout': g.timeout}))",
+        ).strip().splitlines()[-1]
+    )  # fmt: skip
+    nginx = shared_stack.exec("nginx", "nginx", "-T")
+    upstream = re.search(r"upstream django \{(.*?)\}", nginx, re.DOTALL).group(1)
+    upstream_idle = int(re.search(r"keepalive_timeout (\d+)s;", upstream).group(1))
+    read_timeout = int(re.search(r"^proxy_read_timeout (\d+)s;", nginx, re.MULTILINE).group(1))
+    shutdown = int(re.search(r"worker_shutdown_timeout (\d+)s;", nginx).group(1))
+
+    # nginx closes idle upstream connections before gunicorn does, never the other way round.
+    assert gunicorn["keepalive"] > upstream_idle
+    # gunicorn kills a stuck request before nginx stops waiting for it.
+    assert read_timeout > gunicorn["timeout"]
+    # Requests in flight finish before Docker kills the container.
+    assert shared_stack.inspect("web")["Config"]["StopTimeout"] > gunicorn["graceful_timeout"]
+    assert shared_stack.inspect("nginx")["Config"]["StopTimeout"] > shutdown
+
+
+def test_containers_are_locked_down(shared_stack):
+    services = {
+        "init-secrets": {"CHOWN"},
+        "db": {"CHOWN", "DAC_READ_SEARCH", "SETGID", "SETUID"},
+        "web": set(),
+        "nginx": set(),
+    }
+    for service, capabilities in services.items():
+        host = shared_stack.inspect(service)["HostConfig"]
+        assert host["ReadonlyRootfs"], service
+        assert host["CapDrop"] == ["ALL"], service
+        assert {c.removeprefix("CAP_") for c in host["CapAdd"] or []} == capabilities, service
+        assert "no-new-privileges:true" in host["SecurityOpt"], service
+        assert host["Memory"] > 0, service
+        assert host["PidsLimit"] > 0, service
+        assert host["LogConfig"]["Type"] == "json-file", service
+        assert {"max-size", "max-file"} <= set(host["LogConfig"]["Config"]), service
+        expected_restart = "no" if service == "init-secrets" else "unless-stopped"
+        assert host["RestartPolicy"]["Name"] == expected_restart, service
+        published = {p: b for p, b in (host["PortBindings"] or {}).items() if b}
+        if service == "nginx":
+            loopback = {"HostIp": "127.0.0.1", "HostPort": str(shared_stack.port)}
+            assert published == {"8080/tcp": [loopback]}
+        else:
+            assert published == {}, service
+
+    assert shared_stack.inspect("nginx")["Config"]["User"] == "101:101"
+    assert shared_stack.exec("web", "id", "-u").strip() == "10001"
+    worker_uids = shared_stack.exec(
+        "nginx", "sh", "-c", "for s in /proc/[0-9]*/status; do awk '/^Uid:/ {print $2}' $s; done"
+    ).split()
+    assert set(worker_uids) == {"101"}
+    # The image's tini is PID 1 in web (it reaps zombies and forwards signals).
+    assert shared_stack.exec("web", "cat", "/proc/1/cmdline").startswith("tini\0")
+    # db sits on a network with no route out and nothing but web on it.
+    networks = shared_stack.inspect("db")["NetworkSettings"]["Networks"]
+    assert list(networks) == [f"{shared_stack.project.name}_backend"]
+
+
+def test_nginx_writes_only_to_its_tmpfs(shared_stack):
+    mounts = {m["Destination"]: m for m in shared_stack.inspect("nginx")["Mounts"]}
+    assert mounts["/srv/media"]["RW"] is False
+    tmpfs = shared_stack.inspect("nginx")["HostConfig"]["Tmpfs"]
+    assert set(tmpfs) == {"/run/nginx", "/var/cache/nginx"}
+    probe = shared_stack.project.exec(
+        "nginx", "sh", "-c", "touch /etc/nginx/x /srv/static/x /srv/media/x", check=False
+    )
+    assert probe.returncode != 0
+    assert probe.stderr.count("Read-only file system") == 3
