@@ -69,34 +69,50 @@ def cgroup_cpu_quota(cgroup_root: Path) -> float | None:
 def attached_networks(proc_net: Path = Path("/proc/net")) -> list[str]:
     """The subnets this container's interfaces sit on (its directly connected routes).
 
-    gunicorn's port is published to no one: only containers on these networks (nginx) reach it,
-    so by default they are the hops allowed to say the request came over HTTPS.
+    gunicorn's port is published to no one, so only containers on these networks (nginx)
+    reach it: by default they are the hops allowed to say a request came over HTTPS.
     """
-    networks = []
+    routes = _ipv4_routes(proc_net) + _ipv6_routes(proc_net)
+    return sorted({str(network) for network, hop in routes if hop is None and network.prefixlen})
+
+
+Route = tuple[
+    ipaddress.IPv4Network | ipaddress.IPv6Network,
+    ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+]
+
+
+def _ipv4_routes(proc_net: Path) -> list[Route]:
+    """(destination, gateway or None when directly connected) from /proc/net/route."""
     try:
-        ipv4_routes = (proc_net / "route").read_text().splitlines()[1:]
+        lines = (proc_net / "route").read_text().splitlines()[1:]
     except OSError:
-        ipv4_routes = []
-    for line in ipv4_routes:
+        return []
+    routes = []
+    for line in lines:
         fields = line.split()
-        destination, gateway, mask = (int(fields[i], 16) for i in (1, 2, 7))
-        if gateway == 0 and mask != 0:
-            # /proc/net/route prints addresses as little-endian hex.
-            network = ipaddress.IPv4Network(
-                (int.from_bytes(destination.to_bytes(4, "little")), bin(mask).count("1"))
-            )
-            networks.append(str(network))
+        # Addresses are printed as little-endian hex numbers.
+        destination, gateway, mask = (int(fields[i], 16).to_bytes(4, "little") for i in (1, 2, 7))
+        network = ipaddress.IPv4Network((destination, bin(int.from_bytes(mask)).count("1")))
+        routes.append((network, ipaddress.IPv4Address(gateway) if any(gateway) else None))
+    return routes
+
+
+def _ipv6_routes(proc_net: Path) -> list[Route]:
+    """The same from /proc/net/ipv6_route, without link-local, multicast and host routes."""
     try:
-        ipv6_routes = (proc_net / "ipv6_route").read_text().splitlines()
+        lines = (proc_net / "ipv6_route").read_text().splitlines()
     except OSError:
-        ipv6_routes = []
-    for line in ipv6_routes:
+        return []
+    routes = []
+    for line in lines:
         destination, prefix, _source, _source_prefix, next_hop = line.split()[:5]
         network = ipaddress.IPv6Network((int(destination, 16), int(prefix, 16)))
-        connected = int(next_hop, 16) == 0 and 0 < network.prefixlen < 128
-        if connected and not (network.is_link_local or network.is_multicast):
-            networks.append(str(network))
-    return sorted(set(networks))
+        if network.is_link_local or network.is_multicast or network.prefixlen == 128:
+            continue
+        hop = int(next_hop, 16)
+        routes.append((network, ipaddress.IPv6Address(hop) if hop else None))
+    return routes
 
 
 def trusted_proxies(env: Env) -> str:
@@ -169,6 +185,14 @@ class JsonAccessLogger(Logger):
         except ValueError:
             return False
         return any(address in network for network in self.cfg.forwarded_allow_networks())
+
+
+class PlainMessages(logging.Filter):
+    """uvicorn attaches an ANSI-coloured copy of its messages; keep it out of the JSON."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)
+        return True
 
 
 class _Response:
@@ -252,10 +276,10 @@ with exit_on_configuration_error():
     # Every interface of the container; publishing (or not) decides who can reach it.
     bind = [f"0.0.0.0:{_port}"]
 
-    # One process per CPU of the quota: a process uses at most one CPU (the GIL), and threads
-    # (wsgi) or the event loop (asgi) overlap the waiting. Two at least, so a worker being
-    # recycled (max_requests) never leaves the container without one.
-    workers = _env.integer("GUNICORN_WORKERS", max(2, available_cpus()), minimum=1, maximum=256)
+    # Two processes per CPU of the quota: one process runs Python on at most one CPU (the
+    # GIL), and a second one keeps that CPU busy while the first waits on the database.
+    # Never fewer than two, so a worker being recycled (max_requests) leaves another serving.
+    workers = _env.integer("GUNICORN_WORKERS", 2 * available_cpus(), minimum=1, maximum=256)
     threads = _env.integer("GUNICORN_THREADS", 4, minimum=1, maximum=256)
     if _mode == "wsgi" and threads > settings.DB_POOL_MAX_SIZE:
         raise ConfigurationError(
@@ -306,11 +330,13 @@ with exit_on_configuration_error():
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
+        "filters": {"plain": {"()": PlainMessages}},
         "handlers": {
             "stdout": {
                 "class": "logging.StreamHandler",
                 "stream": "ext://sys.stdout",
                 "formatter": "json",
+                "filters": ["plain"],
             },
         },
         "root": {"level": settings.LOG_LEVEL, "handlers": ["stdout"]},

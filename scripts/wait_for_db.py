@@ -48,29 +48,30 @@ def main() -> None:
     params = database.get_connection_params()
     connect_timeout = params.get("connect_timeout", 5)
 
-    started = time.monotonic()
+    deadline = time.monotonic() + timeout
     while True:
-        remaining = timeout - (time.monotonic() - started)
+        remaining = deadline - time.monotonic()
+        # No attempt outlives the deadline, so the whole wait stays within the timeout.
+        attempt = params | {"connect_timeout": max(1, min(connect_timeout, int(remaining)))}
         try:
-            # Each attempt ends by the deadline, so the whole wait stays within the timeout.
-            attempt = params | {"connect_timeout": max(1, min(connect_timeout, int(remaining)))}
             psycopg.connect(**attempt).close()
         except psycopg.Error as error:
             reason = first_line(error)
             if refused_for_good(error):
                 sys.exit(f"error: PostgreSQL at {where} refused the connection: {reason}")
-            waited = time.monotonic() - started
-            if waited + RETRY_INTERVAL_S > timeout:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 sys.exit(
                     f"error: PostgreSQL at {where} did not accept a connection within "
                     f"{timeout} s (DATABASE_WAIT_TIMEOUT); last error: {reason}"
                 )
+            waited = timeout - remaining
             logger.info(
                 "waiting for PostgreSQL at %s (%.0f of %d s): %s",
                 where, waited, timeout, reason,
                 extra={"database": where, "waited_s": round(waited, 1)},
             )  # fmt: skip
-            time.sleep(RETRY_INTERVAL_S)
+            time.sleep(min(RETRY_INTERVAL_S, remaining))
         else:
             logger.info("PostgreSQL at %s accepts connections", where)
             return
