@@ -22,9 +22,6 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 # --- runtime --------------------------------------------------------------------------------
 FROM python:3.13-slim-trixie AS runtime
 
-ARG APP_UID=10001
-ARG APP_GID=10001
-
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PYTHONPATH=/app \
@@ -34,15 +31,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # tini is PID 1 so plain `docker run` forwards signals and reaps zombies (compose's init: true
 # is then unnecessary).
 # hadolint ignore=DL3008
-RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
-    --mount=type=cache,target=/var/lib/apt,sharing=locked \
-    rm -f /etc/apt/apt.conf.d/docker-clean \
-    && apt-get update \
+RUN apt-get update \
     && apt-get install --yes --no-install-recommends tini \
-    && groupadd --gid "${APP_GID}" app \
-    && useradd --uid "${APP_UID}" --gid app --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin app \
-    && install --directory --owner app --group app --mode 0755 /srv/media
+    && rm -rf /var/lib/apt/lists/*
 
 # Installed from the builder's wheels only (no index, no network, no cache left behind); the
 # hashes were checked when the builder downloaded them. No pip inside the virtualenv.
@@ -51,6 +42,14 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     && pip --python /opt/venv/bin/python install --disable-pip-version-check --no-cache-dir \
         --no-index --no-deps /wheels/*.whl \
     && pip --python /opt/venv/bin/python check
+
+# The app user, and the media folder it owns (a new named volume copies that ownership).
+ARG APP_UID=10001
+ARG APP_GID=10001
+RUN groupadd --gid "${APP_GID}" app \
+    && useradd --uid "${APP_UID}" --gid app --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin app \
+    && install --directory --owner app --group app --mode 0755 /srv/media
 
 # Code last, owned by root: the app user can read it but not change it.
 WORKDIR /app

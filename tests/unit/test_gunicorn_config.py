@@ -1,0 +1,171 @@
+"""config.gunicorn's pieces that read the machine: CPU quota and attached networks, with the
+files Linux would show (cgroup v2 cannot be produced on a cgroup v1 engine; tests/image runs
+the same code under real `docker run --cpus`). The settings block itself, with bad values,
+runs in a fresh process per case."""
+
+import datetime
+import json
+import os
+from pathlib import Path
+
+import pytest
+from gunicorn.config import Config
+
+from config.errors import EXIT_CODE
+from tests.unit.support import run_python
+
+GUNICORN_ENV = {"GUNICORN_PORT": "8000"}
+
+
+@pytest.fixture(scope="module")
+def gunicorn_config():
+    previous = os.environ.get("GUNICORN_PORT")
+    os.environ["GUNICORN_PORT"] = "8000"
+    try:
+        import config.gunicorn as module  # noqa: PLC0415 (needs GUNICORN_PORT at import)
+    finally:
+        if previous is None:
+            del os.environ["GUNICORN_PORT"]
+    return module
+
+
+def cgroup(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("files", "quota"),
+    [
+        ({"cpu.max": "150000 100000\n"}, 1.5),
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.5),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),
+    ],
+    ids=["v2-limited", "v2-unlimited", "v1-limited", "v1-unlimited", "no-cgroup"],
+)
+def test_cpu_quota_from_cgroup_v2_then_v1(gunicorn_config, tmp_path, files, quota):
+    assert gunicorn_config.cgroup_cpu_quota(cgroup(tmp_path, files)) == quota
+
+
+def test_available_cpus_rounds_the_quota_up_and_never_exceeds_the_cpuset(gunicorn_config, tmp_path):
+    schedulable = len(os.sched_getaffinity(0))
+    half = cgroup(tmp_path / "half", {"cpu.max": "50000 100000"})
+    assert gunicorn_config.available_cpus(half) == 1
+    huge = cgroup(tmp_path / "huge", {"cpu.max": "6400000 100000"})
+    assert gunicorn_config.available_cpus(huge) == schedulable
+    assert gunicorn_config.available_cpus(tmp_path / "none") == schedulable
+
+
+def test_attached_networks_are_the_directly_connected_routes(gunicorn_config, tmp_path):
+    proc_net = cgroup(
+        tmp_path,
+        {
+            "route": (
+                "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\n"
+                "eth0\t00000000\t010018AC\t0003\t0\t0\t0\t00000000\t0\n"
+                "eth0\t000018AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\n"
+                "eth1\t0000A8C0\t00000000\t0001\t0\t0\t0\t00F0FFFF\t0\n"
+            ),
+            "ipv6_route": (
+                "fd000000000000000000000000000000 40 00000000000000000000000000000000 00 "
+                "00000000000000000000000000000000 00000100 00000001 00000000 00000001 eth0\n"
+                "fe800000000000000000000000000000 40 00000000000000000000000000000000 00 "
+                "00000000000000000000000000000000 00000100 00000001 00000000 00000001 eth0\n"
+                "00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+                "fd000000000000000000000000000001 00000400 00000001 00000000 00000003 eth0\n"
+                "fd000000000000000000000000000002 80 00000000000000000000000000000000 00 "
+                "00000000000000000000000000000000 00000000 00000002 00000000 80200001 lo\n"
+            ),
+        },
+    )
+    assert gunicorn_config.attached_networks(proc_net) == [
+        "172.24.0.0/16",
+        "192.168.0.0/20",
+        "fd00::/64",
+    ]
+
+
+class _Response:
+    status = "404 Not Found"
+    sent = 179
+    headers = ()
+
+
+def test_access_line_is_json_with_the_request_id_and_trusted_client(gunicorn_config, caplog):
+    cfg = Config()
+    cfg.set("forwarded_allow_ips", "10.0.0.0/8")
+    cfg.set("accesslog", "-")
+    logger = gunicorn_config.JsonAccessLogger(cfg)
+    logger.access_log.addHandler(caplog.handler)
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/nope/",
+        "REMOTE_ADDR": "10.1.2.3",
+        "HTTP_X_REQUEST_ID": "req-1",
+        "HTTP_X_FORWARDED_FOR": "198.51.100.1, 203.0.113.9",
+    }
+    try:
+        logger.access(_Response(), None, environ, datetime.timedelta(seconds=1, microseconds=2500))
+        logger.access(
+            _Response(),
+            None,
+            environ | {"REMOTE_ADDR": "192.0.2.5", "HTTP_X_REQUEST_ID": "bad id"},
+            datetime.timedelta(microseconds=400),
+        )
+    finally:
+        logger.access_log.removeHandler(caplog.handler)
+    formatter = gunicorn_config.JsonFormatter()
+    trusted, untrusted = (json.loads(formatter.format(record)) for record in caplog.records)
+    assert trusted | {"time": None} == {
+        "time": None,
+        "level": "INFO",
+        "logger": "gunicorn.access",
+        "message": "GET /nope/ 404",
+        "request_id": "req-1",
+        "method": "GET",
+        "path": "/nope/",
+        "status": 404,
+        "duration_ms": 1002.5,
+        "remote_addr": "203.0.113.9",
+        "bytes": 179,
+    }
+    assert (untrusted["remote_addr"], untrusted["request_id"]) == ("192.0.2.5", None)
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        ({"GUNICORN_PORT": ""}, "error: GUNICORN_PORT is not set (the image sets it to 8000)"),
+        ({"GUNICORN_WORKERS": "0"}, "error: GUNICORN_WORKERS=0 is out of range"),
+        ({"GUNICORN_TIMEOUT": "soon"}, "error: GUNICORN_TIMEOUT='soon' is not a whole number"),
+        (
+            {"GUNICORN_FORWARDED_ALLOW_IPS": "nginx"},
+            "error: GUNICORN_FORWARDED_ALLOW_IPS entry 'nginx' is not an IP address or network",
+        ),
+        (
+            {"GUNICORN_MODE": "asgi", "DJANGO_DB_CONNECTIONS": "persistent"},
+            "error: DJANGO_DB_CONNECTIONS=persistent leaks a database connection",
+        ),
+    ],
+    ids=["port", "workers", "timeout", "trusted", "asgi-persistent"],
+)
+def test_bad_server_settings_stop_with_one_line(env, error):
+    result = run_python("-m", "config.gunicorn", env=GUNICORN_ENV | env)
+    assert result.returncode == EXIT_CODE
+    assert result.stderr.startswith(error)
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_good_settings_load_silently():
+    result = run_python(
+        "-c",
+        "import config.gunicorn as g; print(g.workers, g.threads, g.worker_class, "
+        "g.forwarded_allow_ips.split(',')[:2], g.control_socket_disable)",
+        env=GUNICORN_ENV | {"GUNICORN_WORKERS": "3", "GUNICORN_THREADS": "6"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "3 6 gthread ['127.0.0.1', '::1'] True\n"
