@@ -4,6 +4,8 @@
 # container with one `error:` line naming the variable instead of an nginx parse error.
 # POSIX sh: the official image's entrypoint has no bash.
 set -o errexit -o nounset
+# Lists are split on commas and spaces below: `*` (any host) must stay a `*`.
+set -o noglob
 
 templates=/etc/nginx/site-templates
 output_dir=/run/nginx
@@ -123,8 +125,9 @@ export NGINX_HTTP_PORT NGINX_CLIENT_MAX_BODY_SIZE NGINX_SERVER_NAMES NGINX_REAL_
   NGINX_RATE_LIMIT NGINX_RATE_BURST NGINX_CONN_LIMIT NGINX_KEEPALIVE_TIMEOUT \
   NGINX_CONTENT_SECURITY_POLICY NGINX_TLS_DEFAULT_LISTEN NGINX_TLS_LISTEN
 
-for template in "$templates"/*.template; do
-  output=$output_dir/$(basename "$template" .template)
+for name in site.conf probes.conf; do
+  template=$templates/$name.template
+  output=$output_dir/$name
   # Only these names are replaced: nginx's own $variables stay as they are.
   # shellcheck disable=SC2016 # the list names the variables for envsubst, unexpanded
   envsubst '${NGINX_HTTP_PORT} ${NGINX_CLIENT_MAX_BODY_SIZE} ${NGINX_SERVER_NAMES} ${NGINX_REAL_IP_FROM}

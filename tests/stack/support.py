@@ -224,3 +224,22 @@ def failure_logs(item) -> list[tuple[str, str]]:
     if not isinstance(stack, Stack):
         return []
     return [(f"logs of {stack.project.describe()}", stack.project.logs() or "(no output)")]
+
+
+def reconfigured(stack: Stack, env_dir: Path, files: tuple[str, ...] = (), **changes: str) -> Stack:
+    """The same project (its containers and volumes) with changed .env values, as when an
+    operator edits .env and runs compose again. The original project's teardown removes it."""
+    env_dir.mkdir(parents=True, exist_ok=True)
+    env = {**stack.env, **changes}
+    project = ComposeProject(
+        stack.project.name, files or stack.project.files, env_dir, env=env, cwd=REPO
+    )
+    return Stack(project, stack.port, env=env)
+
+
+def python_in_web(stack: Stack, code: str) -> str:
+    """Run Python in the web container with Django's settings loaded; its last output line."""
+    setup = "import os, django; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.settings'"
+    output = stack.exec("web", "python", "-c", f"{setup}; django.setup(); {code}")
+    output = output.strip().splitlines()
+    return output[-1] if output else ""

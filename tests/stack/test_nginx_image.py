@@ -1,0 +1,168 @@
+"""The nginx image on its own: how it turns the environment into configuration."""
+
+import json
+import subprocess
+
+import pytest
+
+from tests.harness.docker import build_image
+from tests.stack.support import REPO
+
+TAG = "catcollector-test/nginx:latest"
+BASE_ENV = {"DJANGO_ALLOWED_HOSTS": "cats.example.com", "UPLOAD_MAX_MB": "10"}
+STARTED = r"start worker process"
+# These runs have no web container: a Host nginx accepts is proxied and gets 502, an unknown
+# one is dropped (curl: "Empty reply from server", exit 52).
+MATCHED, DROPPED = "502", "000"
+
+
+@pytest.fixture(scope="module")
+def nginx_image(tmp_path_factory) -> str:
+    """nginx/ built with a stand-in for the web image's static files."""
+    web = tmp_path_factory.mktemp("web-context")
+    (web / "srv" / "static" / "cats").mkdir(parents=True)
+    (web / "srv" / "static" / "cats" / "style.0123456789ab.css").write_text("body{}\n")
+    build_image(REPO / "nginx", TAG, extra_args=["--build-context", f"web={web}"])
+    return TAG
+
+
+def run_nginx(containers, image, env, options=()):
+    return containers.run_once(image, env=env, options=["--read-only", *TMPFS, *options])
+
+
+TMPFS = ["--tmpfs", "/run/nginx:uid=101,gid=101", "--tmpfs", "/var/cache/nginx:uid=101,gid=101"]
+
+
+def status_for_host(container, host: str, path: str = "/", scheme: str = "http") -> str:
+    port = 8443 if scheme == "https" else 8080
+    return container.exec(
+        "curl", "--silent", "--insecure", "--output", "/dev/null", "--write-out", "%{http_code}",
+        "--header", f"Host: {host}", f"{scheme}://127.0.0.1:{port}{path}", check=False,
+    ).stdout  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DJANGO_ALLOWED_HOSTS": ""}, "error: DJANGO_ALLOWED_HOSTS is not set"),
+        (
+            {"DJANGO_ALLOWED_HOSTS": "https://cats.example.com"},
+            "error: DJANGO_ALLOWED_HOSTS entry 'https://cats.example.com' is not a host name",
+        ),
+        (
+            {"NGINX_TRUSTED_PROXIES": "10.0.0.0/33"},
+            "error: NGINX_TRUSTED_PROXIES entry '10.0.0.0/33' is not an IP address or network",
+        ),
+        (
+            {"NGINX_TRUSTED_PROXIES": "10.0.0.0/8,lb.example.com"},
+            "error: NGINX_TRUSTED_PROXIES entry 'lb.example.com' is not an IP address",
+        ),
+        (
+            {"NGINX_TRUSTED_PROXIES": "300.1.1.1"},
+            "error: NGINX_TRUSTED_PROXIES entry '300.1.1.1' is not an IP address",
+        ),
+        ({"UPLOAD_MAX_MB": "ten"}, "error: UPLOAD_MAX_MB='ten' is not a whole number"),
+        ({"UPLOAD_MAX_MB": "0"}, "error: UPLOAD_MAX_MB=0 is out of range; use a value from 1"),
+        ({"UPLOAD_MAX_MB": ""}, "error: UPLOAD_MAX_MB='' is not a whole number"),
+        ({"NGINX_RATE_LIMIT": "fast"}, "error: NGINX_RATE_LIMIT='fast' is not a whole number"),
+        (
+            {"NGINX_CONTENT_SECURITY_POLICY": "default-src 'self' $x"},
+            "error: NGINX_CONTENT_SECURITY_POLICY must not contain",
+        ),
+    ],
+)
+def test_bad_configuration_stops_with_one_line(containers, nginx_image, env, message):
+    result = run_nginx(containers, nginx_image, {**BASE_ENV, **env})
+    assert result.returncode == 3
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(message), errors[0]
+    assert "[emerg]" not in result.stderr
+
+
+def test_a_certificate_without_its_key_is_refused(containers, nginx_image, tmp_path):
+    (tmp_path / "tls.crt").write_text("not really a certificate\n")
+    tmp_path.chmod(0o755)
+    result = run_nginx(
+        containers, nginx_image, BASE_ENV, ["--volume", f"{tmp_path}:/etc/nginx/tls:ro"]
+    )
+    assert result.returncode == 3
+    assert "error: /etc/nginx/tls/tls.key is missing or not readable by UID 101" in result.stderr
+
+
+def test_server_names_follow_django_allowed_hosts(containers, nginx_image):
+    nginx = containers.run(
+        nginx_image,
+        env={**BASE_ENV, "DJANGO_ALLOWED_HOSTS": "cats.example.com, .example.org,[::1]"},
+        options=["--read-only", *TMPFS],
+    )
+    nginx.wait_for_log(STARTED)
+    expected = {
+        "cats.example.com": MATCHED,
+        "CATS.Example.com": MATCHED,
+        "cats.example.com:8080": MATCHED,
+        "example.org": MATCHED,
+        "www.example.org": MATCHED,
+        "[::1]": MATCHED,
+        "badexample.org": DROPPED,
+        "example.com": DROPPED,
+        "10.0.0.1": DROPPED,
+    }
+    assert {host: status_for_host(nginx, host) for host in expected} == expected
+    # The probes answer every Host; nginx's own needs no web at all.
+    assert status_for_host(nginx, "10.0.0.1", "/nginx-healthz") == "200"
+    assert status_for_host(nginx, "10.0.0.1", "/healthz") == MATCHED
+
+
+def test_any_host_when_django_allows_any(containers, nginx_image):
+    nginx = containers.run(
+        nginx_image, env={**BASE_ENV, "DJANGO_ALLOWED_HOSTS": "*"}, options=["--read-only", *TMPFS]
+    )
+    nginx.wait_for_log(STARTED)
+    assert status_for_host(nginx, "anything.example.net") == MATCHED
+
+
+def test_tls_listener_switched_on_by_a_mounted_certificate(containers, nginx_image, tmp_path):
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(tmp_path / "tls.key"), "-out", str(tmp_path / "tls.crt"),
+         "-subj", "/CN=cats.example.com"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    for path in (tmp_path, *tmp_path.iterdir()):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    nginx = containers.run(
+        nginx_image,
+        env=BASE_ENV,
+        options=["--read-only", *TMPFS, "--volume", f"{tmp_path}:/etc/nginx/tls:ro"],
+    )
+    nginx.wait_for_log(STARTED)
+    # A load balancer probing the VM's address sends no SNI: the default server answers.
+    assert status_for_host(nginx, "10.0.0.1", "/nginx-healthz", scheme="https") == "200"
+    assert status_for_host(nginx, "cats.example.com", scheme="https") == MATCHED
+    assert status_for_host(nginx, "unknown.example", scheme="https") == DROPPED
+    assert status_for_host(nginx, "cats.example.com") == MATCHED
+
+
+def access_log_addresses(container) -> list[str]:
+    return [
+        json.loads(line)["remote_addr"]
+        for line in container.logs().splitlines()
+        if line.startswith('{"time"')
+    ]
+
+
+@pytest.mark.parametrize(("trusted", "logged"), [("", "198.51.100.4"), ("none", "127.0.0.1")])
+def test_trusted_proxies_are_configurable(containers, nginx_image, trusted, logged):
+    """Loopback is trusted by default (as the private ranges are); `none` trusts no one."""
+    nginx = containers.run(
+        nginx_image,
+        env={**BASE_ENV, "NGINX_TRUSTED_PROXIES": trusted},
+        options=["--read-only", *TMPFS],
+    )
+    nginx.wait_for_log(STARTED)
+    nginx.exec(
+        "curl", "--silent", "--output", "/dev/null", "--header", "Host: cats.example.com",
+        "--header", "X-Forwarded-For: 198.51.100.4", "http://127.0.0.1:8080/api/",
+    )  # fmt: skip
+    assert access_log_addresses(nginx) == [logged]
