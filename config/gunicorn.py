@@ -289,6 +289,13 @@ with exit_on_configuration_error():
     if _mode != "wsgi":
         threads = 1  # asyncio workers do not use threads (gunicorn warns otherwise)
 
+    # Django is imported once, in the master, and workers fork from it: a replaced worker
+    # (max_requests) serves at once instead of importing everything again, and the workers
+    # share that memory (tests/benchmarks/preload.py). Django opens no database connection
+    # at import. Off for apps that open connections or start threads when imported, and by
+    # default with DEBUG on, because gunicorn's --reload cannot reload a preloaded app.
+    preload_app = _env.boolean("GUNICORN_PRELOAD", default=not settings.DEBUG)
+
     # A request running longer than this is killed with its worker.
     timeout = _env.integer("GUNICORN_TIMEOUT", 30, minimum=1, maximum=3600)
     # On SIGTERM, requests in flight get this long to finish. Keep it below the time the

@@ -164,8 +164,19 @@ def test_good_settings_load_silently():
     result = run_python(
         "-c",
         "import config.gunicorn as g; print(g.workers, g.threads, g.worker_class, "
-        "g.forwarded_allow_ips.split(',')[:2], g.control_socket_disable)",
+        "g.forwarded_allow_ips.split(',')[:2], g.control_socket_disable, g.preload_app)",
         env=GUNICORN_ENV | {"GUNICORN_WORKERS": "3", "GUNICORN_THREADS": "6"},
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "3 6 gthread ['127.0.0.1', '::1'] True\n"
+    assert result.stdout == "3 6 gthread ['127.0.0.1', '::1'] True True\n"
+
+
+def test_debug_turns_preloading_off_so_reload_works():
+    """gunicorn's --reload cannot reload an app imported in the master."""
+    show = "import config.gunicorn as g; print(g.preload_app)"
+    debug = run_python("-c", show, env=GUNICORN_ENV | {"DJANGO_DEBUG": "true"})
+    assert debug.stdout == "False\n", debug.stderr
+    forced = run_python(
+        "-c", show, env=GUNICORN_ENV | {"DJANGO_DEBUG": "true", "GUNICORN_PRELOAD": "yes"}
+    )
+    assert forced.stdout == "True\n", forced.stderr
