@@ -121,10 +121,10 @@ class Stack:
         """One request from a fresh visitor (no cookies)."""
         return Client(self, host=host, https=https).get(path, **kwargs)
 
-    def up(self, *services: str, timeout: int = UP_BOUND_S) -> float:
-        """`up -d --wait --build`; returns the seconds it took."""
+    def up(self, *services: str, timeout: int = UP_BOUND_S, build: bool = True) -> float:
+        """`up -d --wait [--build]`; returns the seconds it took."""
         started = time.monotonic()
-        self.project.up(*services, build=True, timeout=timeout)
+        self.project.up(*services, build=build, timeout=timeout)
         return time.monotonic() - started
 
     def logs(self, service: str) -> str:
@@ -228,7 +228,8 @@ def failure_logs(item) -> list[tuple[str, str]]:
 
 def reconfigured(stack: Stack, env_dir: Path, files: tuple[str, ...] = (), **changes: str) -> Stack:
     """The same project (its containers and volumes) with changed .env values, as when an
-    operator edits .env and runs compose again. The original project's teardown removes it."""
+    operator edits .env and runs compose again (use `up(build=False)`: same images). The
+    original project's teardown removes it."""
     env_dir.mkdir(parents=True, exist_ok=True)
     env = {**stack.env, **changes}
     project = ComposeProject(

@@ -66,7 +66,7 @@ def test_operator_secrets_from_env_and_a_changed_password(compose_project, free_
     # The operator changes the password in .env only: refused, nothing changes, site stays up.
     changed = reconfigured(stack, tmp_path / "changed", POSTGRES_PASSWORD="second-password")  # noqa: S106
     with pytest.raises(ComposeError):
-        changed.up()
+        changed.up(build=False)
     [refusal] = [line for line in changed.logs("init-secrets").splitlines() if "error:" in line]
     assert refusal.startswith(
         "init-secrets-1  | error: POSTGRES_PASSWORD differs from the postgres_password stored"
@@ -94,11 +94,11 @@ def test_operator_secrets_from_env_and_a_changed_password(compose_project, free_
     new_key = STRONG_KEY.replace("operator", "rotated!")
     rotated = reconfigured(changed, tmp_path / "rotated", DJANGO_SECRET_KEY=new_key)
     with pytest.raises(ComposeError):
-        rotated.up()
+        rotated.up(build=False)
     assert "--replace django_secret_key" in rotated.logs("init-secrets")
     assert stored(rotated, "django_secret_key") == STRONG_KEY
     rotated.project.run("init-secrets", "--replace", "django_secret_key")
-    rotated.up()
+    rotated.up(build=False)
     rotated.project.compose("up", "--detach", "--wait", "--force-recreate", "web")
     key = python_in_web(rotated, "from django.conf import settings; print(settings.SECRET_KEY)")
     assert key == new_key
