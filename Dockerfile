@@ -30,10 +30,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # tini is PID 1 so plain `docker run` forwards signals and reaps zombies (compose's init: true
 # is then unnecessary).
+# The package lists and downloads live in cache mounts, so none of them lands in the layer.
 # hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install --yes --no-install-recommends tini \
-    && rm -rf /var/lib/apt/lists/*
+RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,target=/var/lib/apt/lists,sharing=locked \
+    apt-get update \
+    && apt-get install --yes --no-install-recommends tini
 
 # Installed from the builder's wheels only (no index, no network, no cache left behind); the
 # hashes were checked when the builder downloaded them. No pip inside the virtualenv.

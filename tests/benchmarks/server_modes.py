@@ -4,27 +4,26 @@ Run from the repo root, with the engine up (tests/run starts it) and wrk install
 
     .venv/bin/python -m tests.benchmarks.server_modes [--duration 8] [--rounds 3]
 
-One compose.yaml stack (project `bench-<random>`, nginx published on 127.0.0.1 only, always
-taken down). Its web service is recreated in each GUNICORN_MODE in turn, round after round, so
-the machine's noise falls on every mode alike; the database and its 40 cats are shared. wrk
-plays the load balancer (X-Forwarded-Proto: https, 16 connections) against three paths. The
-report gives the median of the rounds per mode and path, and each mode's throughput relative
-to wsgi. nginx's rate limits are raised for the run (NGINX_RATE_LIMIT and friends).
+Three compose.yaml stacks side by side (projects `bench-<random>-<mode>`, nginx published on
+127.0.0.1 only, always taken down), identical but for GUNICORN_MODE, each seeded with the same
+40 cats. wrk plays the load balancer (X-Forwarded-Proto: https, 16 connections) against three
+paths. Runs are interleaved (each path: every mode in turn, the order rotating each round), so
+the machine's noise falls on every mode alike; the report gives, per mode and path, the median
+throughput and latency of the rounds and the median of the per-round ratios to wsgi. nginx's
+rate limits are raised for the run (NGINX_RATE_LIMIT and friends).
 """
 
 import argparse
+import contextlib
 import secrets
 import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-
-import requests
 
 from tests.benchmarks.db_connections import parse_wrk
 from tests.harness.docker import docker, free_port
-from tests.stack.support import Stack, python_in_web, reconfigured, running_stack
+from tests.stack.support import Stack, python_in_web, running_stack
 
 MODES = ("wsgi", "asgi", "asgi-native")
 PATHS = ("/api/cats/?page_size=20", "/", "/healthz")
@@ -34,24 +33,6 @@ SEED = (
     "from app.cats.models import Cat; Cat.objects.bulk_create("
     "[Cat(name=f'Cat {i}', breed='Tabby', age=i % 20) for i in range(40)])"
 )
-
-
-def switch_mode(stack: Stack, scratch: Path, mode: str) -> Stack:
-    """Recreate web in `mode` and wait until nginx reaches the new container."""
-    moved = reconfigured(stack, scratch / mode, GUNICORN_MODE=mode)
-    moved.up("web")
-    deadline = time.monotonic() + 60
-    streak = 0
-    while streak < 20:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"web in mode {mode} did not answer through nginx")
-        try:
-            ok = requests.get(stack.url("/api/cats/"), headers=lb_headers(), timeout=5).ok
-        except requests.RequestException:
-            ok = False
-        streak = streak + 1 if ok else 0
-        time.sleep(0.05)
-    return moved
 
 
 def lb_headers() -> dict[str, str]:
@@ -79,48 +60,58 @@ def main() -> None:
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-modes-"))
     results: dict[tuple[str, str], list[dict]] = {}
-    memory: dict[str, list[float]] = {}
     name = f"bench-{secrets.token_hex(3)}"
-    (scratch / "base").mkdir()
-    with running_stack(name, scratch / "base", free_port(), UNLIMITED) as stack:
-        python_in_web(stack, SEED)
-        print(f"stack {name} up in {stack.up_seconds:.0f} s", flush=True)
-        cpus = docker("info", "--format", "{{.NCPU}}").stdout.strip()
-        for round_number in range(1, args.rounds + 1):
-            for mode in MODES:
-                switch_mode(stack, scratch / f"r{round_number}", mode)
-                for path in PATHS:
-                    wrk(stack.url(path), 2)  # warm-up: imports, pools, template caches
-                    result = wrk(stack.url(path), args.duration)
+    with contextlib.ExitStack() as stacks:
+        stack_of = {}
+        for mode in MODES:
+            (scratch / mode).mkdir()
+            stack_of[mode] = stacks.enter_context(
+                running_stack(
+                    f"{name}-{mode}",
+                    scratch / mode,
+                    free_port(),
+                    UNLIMITED | {"GUNICORN_MODE": mode},
+                )
+            )
+            python_in_web(stack_of[mode], SEED)
+            print(f"stack {name}-{mode} up in {stack_of[mode].up_seconds:.0f} s", flush=True)
+        for round_number in range(args.rounds):
+            order = MODES[round_number % len(MODES) :] + MODES[: round_number % len(MODES)]
+            for path in PATHS:
+                for mode in order:
+                    url = stack_of[mode].url(path)
+                    wrk(url, 2)  # warm-up: imports, pools, template caches
+                    result = wrk(url, args.duration)
                     results.setdefault((mode, path), []).append(result)
                     print(
-                        f"round {round_number} {mode:11} {path:24} {result['rps']:7.0f} req/s "
+                        f"round {round_number + 1} {mode:11} {path:24} {result['rps']:7.0f} req/s "
                         f"p50 {result['p50']:6.1f} ms p99 {result['p99']:6.1f} ms "
                         f"errors {result['errors']}",
                         flush=True,
                     )
-                memory.setdefault(mode, []).append(web_memory_mib(stack))
+        memory = {mode: web_memory_mib(stack_of[mode]) for mode in MODES}
+        cpus = docker("info", "--format", "{{.NCPU}}").stdout.strip()
 
     print(
-        f"\n{cpus} CPUs, web default workers (2 per CPU), wrk -t2 -c{CONNECTIONS} "
-        f"-d{args.duration}s, median of {args.rounds} rounds\n"
+        f"\n{cpus} CPUs, default workers (2 per CPU), wrk -t2 -c{CONNECTIONS} "
+        f"-d{args.duration}s, {args.rounds} rounds\n"
     )
-    print("| mode | path | req/s | vs wsgi | p50 ms | p99 ms | errors |")
+    print("| path | mode | req/s | vs wsgi | p50 ms | p99 ms | errors |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for path in PATHS:
-        base = statistics.median(r["rps"] for r in results[("wsgi", path)])
+        baseline = [r["rps"] for r in results[("wsgi", path)]]
         for mode in MODES:
             runs = results[(mode, path)]
-            rps = statistics.median(r["rps"] for r in runs)
+            ratio = statistics.median(r["rps"] / b for r, b in zip(runs, baseline, strict=True))
             print(
-                f"| {mode} | `{path}` | {rps:.0f} | {rps / base:.2f} | "
-                f"{statistics.median(r['p50'] for r in runs):.1f} | "
+                f"| `{path}` | {mode} | {statistics.median(r['rps'] for r in runs):.0f} | "
+                f"{ratio:.2f} | {statistics.median(r['p50'] for r in runs):.1f} | "
                 f"{statistics.median(r['p99'] for r in runs):.1f} | "
                 f"{sum(r['errors'] for r in runs)} |"
             )
-    print("\n| mode | web memory after the runs (MiB, median) |\n|---|---:|")
+    print("\n| mode | web container memory after the runs (MiB) |\n|---|---:|")
     for mode in MODES:
-        print(f"| {mode} | {statistics.median(memory[mode]):.0f} |")
+        print(f"| {mode} | {memory[mode]:.0f} |")
 
 
 if __name__ == "__main__":
