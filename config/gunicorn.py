@@ -8,7 +8,8 @@ GUNICORN_MODE picks the server:
   wsgi         gthread workers running config.wsgi (threads, the default)
   asgi         uvicorn through gunicorn (the uvicorn-worker package) running config.asgi
   asgi-native  gunicorn 27's own asyncio worker (`-k asgi`) running config.asgi
-Every mode writes the same JSON access log line (README: Logs), carrying nginx's request id.
+Every mode writes the same JSON access log line (README: Image, Access log), carrying nginx's
+request id.
 """
 
 import datetime
@@ -72,47 +73,42 @@ def attached_networks(proc_net: Path = Path("/proc/net")) -> list[str]:
     gunicorn's port is published to no one, so only containers on these networks (nginx)
     reach it: by default they are the hops allowed to say a request came over HTTPS.
     """
-    routes = _ipv4_routes(proc_net) + _ipv6_routes(proc_net)
-    return sorted({str(network) for network, hop in routes if hop is None and network.prefixlen})
+    networks = _connected_ipv4(proc_net) + _connected_ipv6(proc_net)
+    return sorted({str(network) for network in networks})
 
 
-Route = tuple[
-    ipaddress.IPv4Network | ipaddress.IPv6Network,
-    ipaddress.IPv4Address | ipaddress.IPv6Address | None,
-]
-
-
-def _ipv4_routes(proc_net: Path) -> list[Route]:
-    """(destination, gateway or None when directly connected) from /proc/net/route."""
+def _connected_ipv4(proc_net: Path) -> list[ipaddress.IPv4Network]:
+    """Routes without a gateway in /proc/net/route, the default route left out."""
     try:
         lines = (proc_net / "route").read_text().splitlines()[1:]
     except OSError:
         return []
-    routes = []
+    networks = []
     for line in lines:
         fields = line.split()
         # Addresses are printed as little-endian hex numbers.
         destination, gateway, mask = (int(fields[i], 16).to_bytes(4, "little") for i in (1, 2, 7))
-        network = ipaddress.IPv4Network((destination, bin(int.from_bytes(mask)).count("1")))
-        routes.append((network, ipaddress.IPv4Address(gateway) if any(gateway) else None))
-    return routes
+        prefix = bin(int.from_bytes(mask)).count("1")
+        if not any(gateway) and prefix:
+            networks.append(ipaddress.IPv4Network((destination, prefix)))
+    return networks
 
 
-def _ipv6_routes(proc_net: Path) -> list[Route]:
+def _connected_ipv6(proc_net: Path) -> list[ipaddress.IPv6Network]:
     """The same from /proc/net/ipv6_route, without link-local, multicast and host routes."""
     try:
         lines = (proc_net / "ipv6_route").read_text().splitlines()
     except OSError:
         return []
-    routes = []
+    networks = []
     for line in lines:
         destination, prefix, _source, _source_prefix, next_hop = line.split()[:5]
         network = ipaddress.IPv6Network((int(destination, 16), int(prefix, 16)))
-        if network.is_link_local or network.is_multicast or network.prefixlen == 128:
+        if int(next_hop, 16) or not 0 < network.prefixlen < 128:
             continue
-        hop = int(next_hop, 16)
-        routes.append((network, ipaddress.IPv6Address(hop) if hop else None))
-    return routes
+        if not (network.is_link_local or network.is_multicast):
+            networks.append(network)
+    return networks
 
 
 def trusted_proxies(env: Env) -> str:
@@ -136,7 +132,7 @@ def trusted_proxies(env: Env) -> str:
 
 
 class JsonAccessLogger(Logger):
-    """gunicorn's logger with one JSON object per request (README: Logs).
+    """gunicorn's logger with one JSON object per request (README: Image, Access log).
 
     The gthread and native asgi workers call access() themselves; the uvicorn worker below
     calls it from a small ASGI wrapper, so all three modes write the same keys.
@@ -237,8 +233,10 @@ class AccessLogMiddleware:
             "REMOTE_ADDR": scope["client"][0] if scope.get("client") else "-",
         }
         for name, value in scope["headers"]:
-            key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
-            environ[key] = value.decode("latin-1")
+            # As gunicorn does: X_Request_ID must not pass for X-Request-ID.
+            if b"_" not in name:
+                key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+                environ[key] = value.decode("latin-1")
         return environ
 
 

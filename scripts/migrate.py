@@ -36,7 +36,8 @@ class LogLines(io.TextIOBase):
         return len(text)
 
     def close(self) -> None:
-        # migrate writes "Applying x..." and its " OK" separately, flushing in between.
+        # A line is complete only at its newline: migrate writes "Applying x..." and flushes
+        # before its " OK", so flush() must not end the line; close() writes what is left.
         if self.pending.strip():
             logger.info(self.pending.strip())
         self.pending = ""
