@@ -1,8 +1,8 @@
 #!/bin/sh
-# Renders the site configuration (site-templates/*.template into /run/nginx) from the environment
-# at container start, run by the image's /docker-entrypoint.sh before nginx. Every value is checked here, so a bad one stops the
-# container with one `error:` line naming the variable instead of an nginx parse error.
-# POSIX sh: the official image's entrypoint has no bash.
+# Renders the site configuration (site-templates/*.template into /run/nginx) from the
+# environment at container start; the image's /docker-entrypoint.sh runs it before nginx.
+# Every value is checked here, so a bad one stops the container with one `error:` line naming
+# the variable instead of an nginx parse error. POSIX sh, like the official entrypoint.
 set -o errexit -o nounset
 # Lists are split on commas and spaces below: `*` (any host) must stay a `*`.
 set -o noglob
@@ -117,22 +117,24 @@ NGINX_TRUSTED_PROXY_RANGES=$(printf '%s\n' "$ranges" | sed -n 's/.\{1,\}/    & 1
 NGINX_RATE_LIMIT=$(whole_number NGINX_RATE_LIMIT "${NGINX_RATE_LIMIT:-20}" 1 100000)
 NGINX_RATE_BURST=$(whole_number NGINX_RATE_BURST "${NGINX_RATE_BURST:-40}" 0 100000)
 NGINX_CONN_LIMIT=$(whole_number NGINX_CONN_LIMIT "${NGINX_CONN_LIMIT:-50}" 1 100000)
-NGINX_KEEPALIVE_TIMEOUT=$(whole_number NGINX_KEEPALIVE_TIMEOUT "${NGINX_KEEPALIVE_TIMEOUT:-75}" 1 3600)
+NGINX_KEEPALIVE_TIMEOUT=$(
+  whole_number NGINX_KEEPALIVE_TIMEOUT "${NGINX_KEEPALIVE_TIMEOUT:-75}" 1 3600
+)
 NGINX_CONTENT_SECURITY_POLICY=$(content_security_policy)
 NGINX_TLS_DEFAULT_LISTEN=$(tls_listener " default_server")
 NGINX_TLS_LISTEN=$(tls_listener "")
-export NGINX_HTTP_PORT NGINX_CLIENT_MAX_BODY_SIZE NGINX_SERVER_NAMES NGINX_REAL_IP_FROM NGINX_TRUSTED_PROXY_RANGES \
-  NGINX_RATE_LIMIT NGINX_RATE_BURST NGINX_CONN_LIMIT NGINX_KEEPALIVE_TIMEOUT \
-  NGINX_CONTENT_SECURITY_POLICY NGINX_TLS_DEFAULT_LISTEN NGINX_TLS_LISTEN
+export NGINX_HTTP_PORT NGINX_CLIENT_MAX_BODY_SIZE NGINX_SERVER_NAMES NGINX_REAL_IP_FROM \
+  NGINX_TRUSTED_PROXY_RANGES NGINX_RATE_LIMIT NGINX_RATE_BURST NGINX_CONN_LIMIT \
+  NGINX_KEEPALIVE_TIMEOUT NGINX_CONTENT_SECURITY_POLICY NGINX_TLS_DEFAULT_LISTEN NGINX_TLS_LISTEN
 
 for name in site.conf probes.conf; do
   template=$templates/$name.template
   output=$output_dir/$name
   # Only these names are replaced: nginx's own $variables stay as they are.
   # shellcheck disable=SC2016 # the list names the variables for envsubst, unexpanded
-  envsubst '${NGINX_HTTP_PORT} ${NGINX_CLIENT_MAX_BODY_SIZE} ${NGINX_SERVER_NAMES} ${NGINX_REAL_IP_FROM}
-    ${NGINX_TRUSTED_PROXY_RANGES} ${NGINX_RATE_LIMIT} ${NGINX_RATE_BURST} ${NGINX_CONN_LIMIT}
-    ${NGINX_KEEPALIVE_TIMEOUT} ${NGINX_CONTENT_SECURITY_POLICY} ${NGINX_TLS_DEFAULT_LISTEN}
-    ${NGINX_TLS_LISTEN} ${NGINX_LOCAL_RESOLVERS}' <"$template" >"$output"
+  envsubst '${NGINX_HTTP_PORT} ${NGINX_CLIENT_MAX_BODY_SIZE} ${NGINX_SERVER_NAMES}
+    ${NGINX_REAL_IP_FROM} ${NGINX_TRUSTED_PROXY_RANGES} ${NGINX_RATE_LIMIT} ${NGINX_RATE_BURST}
+    ${NGINX_CONN_LIMIT} ${NGINX_KEEPALIVE_TIMEOUT} ${NGINX_CONTENT_SECURITY_POLICY}
+    ${NGINX_TLS_DEFAULT_LISTEN} ${NGINX_TLS_LISTEN} ${NGINX_LOCAL_RESOLVERS}' <"$template" >"$output"
 done
 [ -n "${NGINX_ENTRYPOINT_QUIET_LOGS:-}" ] || echo "$0: configured for host names: $NGINX_SERVER_NAMES"

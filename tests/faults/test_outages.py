@@ -5,8 +5,7 @@ import os
 import signal
 import time
 
-from tests.stack.support import Stack, wait_until
-from tests.stack.test_site import record
+from tests.stack.support import Stack, record, wait_until
 
 # Django's DATABASE_CONNECT_TIMEOUT (5 s) bounds /readyz while the database is down.
 READYZ_WHILE_DOWN_BOUND_S = 8

@@ -25,10 +25,19 @@ from tests.harness.compose import ComposeProject
 from tests.harness.docker import docker
 
 REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "tests" / "artifacts"
 SITE_HOST = "localhost"
+SUPERUSER = ("ops", "a-long-admin-password-1234")
 # A fresh stack (images cached, volumes empty) must be healthy within this; measured: README.
 UP_BOUND_S = 180
 REQUEST_TIMEOUT_S = 15
+
+
+def record(name: str, values: dict) -> None:
+    """Keep a measurement of this run in tests/artifacts (README: Operations quotes them)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with (ARTIFACTS / "stack-measurements.jsonl").open("a") as out:
+        out.write(json.dumps({"measurement": name, **values}) + "\n")
 
 
 def stack_env(port: int, **overrides: str) -> dict[str, str]:

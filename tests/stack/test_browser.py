@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.stack.support import boot
-from tests.stack.test_site import SUPERUSER
+from tests.stack.support import SUPERUSER, boot
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [

@@ -7,22 +7,13 @@ import uuid
 
 from tests.stack.support import (
     HASHED_STATIC,
-    REPO,
+    SUPERUSER,
     UP_BOUND_S,
     dropped,
     noise_png,
     png_bytes,
+    record,
 )
-
-ARTIFACTS = REPO / "tests" / "artifacts"
-SUPERUSER = ("ops", "a-long-admin-password-1234")
-
-
-def record(name: str, values: dict) -> None:
-    """Keep a measurement of this run in tests/artifacts (README: Operations quotes them)."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    with (ARTIFACTS / "stack-measurements.jsonl").open("a") as out:
-        out.write(json.dumps({"measurement": name, **values}) + "\n")
 
 
 def test_fresh_up_reaches_healthy_with_migrations_applied(shared_stack):
