@@ -21,7 +21,9 @@ Example (a stack test; variables reach compose through env files, as ops set the
     def test_healthz_through_nginx(compose_project, free_port):
         port = free_port()
         project = compose_project(
-            "compose.yaml", env_files=[".env.example"], env={"NGINX_PORT": str(port)}
+            "compose.yaml",
+            env_files=[".env.example"],
+            env={"HTTP_BIND": "127.0.0.1", "HTTP_PORT": str(port)},
         )
         project.up(build=True, timeout=300)  # --wait: every healthcheck passed
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200

@@ -4,7 +4,7 @@ Lists come from `git ls-files` (tracked files plus new ones git does not ignore)
 what happens to exist on disk, so a check meant for a file cannot silently pass once that file
 is part of the project (a tracked but deleted file is still listed, and its check then fails).
 
-CLI (NUL-separated paths for xargs -0): python -m tests.harness.tracked dockerfiles|shell
+CLI (NUL-separated paths for xargs -0): python -m tests.harness.tracked dockerfiles|shell|compose
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 SHELL_SUFFIXES = (".sh", ".bash", ".envsh")
+_COMPOSE_SERVICES = re.compile(r"^services:\s*(?:#.*)?$", re.MULTILINE)
 _SHELL_SHEBANG = re.compile(rb"^#!\s*(?:/usr)?/bin/(?:env\s+(?:-\S+\s+)*)?(?:ba|da|k)?sh\b")
 
 
@@ -48,6 +49,16 @@ def is_shell_script(path: Path) -> bool:
     return bool(_SHELL_SHEBANG.match(first_line))
 
 
+def is_compose_file(path: Path) -> bool:
+    """A YAML file with a top-level `services:` key, whatever its name."""
+    if path.suffix not in (".yaml", ".yml"):
+        return False
+    try:
+        return bool(_COMPOSE_SERVICES.search(path.read_text(errors="replace")))
+    except (FileNotFoundError, IsADirectoryError):
+        return False
+
+
 def tracked_dockerfiles(repo: Path) -> list[str]:
     return [name for name in tracked_files(repo) if is_dockerfile(name)]
 
@@ -56,8 +67,16 @@ def tracked_shell_scripts(repo: Path) -> list[str]:
     return [name for name in tracked_files(repo) if is_shell_script(repo / name)]
 
 
+def tracked_compose_files(repo: Path) -> list[str]:
+    return [name for name in tracked_files(repo) if is_compose_file(repo / name)]
+
+
 def main(argv: list[str]) -> int:
-    kinds = {"dockerfiles": tracked_dockerfiles, "shell": tracked_shell_scripts}
+    kinds = {
+        "dockerfiles": tracked_dockerfiles,
+        "shell": tracked_shell_scripts,
+        "compose": tracked_compose_files,
+    }
     if len(argv) != 1 or argv[0] not in kinds:
         print(f"usage: python -m tests.harness.tracked {'|'.join(kinds)}", file=sys.stderr)
         return 2

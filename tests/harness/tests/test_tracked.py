@@ -3,7 +3,12 @@
 import subprocess
 from pathlib import Path
 
-from tests.harness.tracked import is_dockerfile, tracked_dockerfiles, tracked_shell_scripts
+from tests.harness.tracked import (
+    is_dockerfile,
+    tracked_compose_files,
+    tracked_dockerfiles,
+    tracked_shell_scripts,
+)
 
 
 def test_dockerfile_names():
@@ -41,3 +46,22 @@ def test_shell_scripts_by_extension_and_by_shebang_not_ignored_ones(tmp_path: Pa
         "scripts/wait",
     ]
     assert tracked_dockerfiles(tmp_path) == ["Dockerfile"]
+
+
+def test_compose_files_by_their_top_level_services_key(tmp_path: Path):
+    files = {
+        "compose.yaml": "name: x\nservices:\n  web:\n    image: a\n",
+        "nginx/compose.tls.yaml": "# an override\nservices:  # comment\n  nginx: {}\n",
+        "tests/fixtures/client.yml": "services:\n  db: {}\n",
+        ".github/workflows/ci.yaml": "jobs:\n  test:\n    services:\n      db: {}\n",
+        "notes.md": "services:\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    assert tracked_compose_files(tmp_path) == [
+        "compose.yaml",
+        "nginx/compose.tls.yaml",
+        "tests/fixtures/client.yml",
+    ]
