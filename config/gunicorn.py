@@ -71,7 +71,7 @@ def attached_networks(proc_net: Path = Path("/proc/net")) -> list[str]:
     """The subnets this container's interfaces sit on (its directly connected routes).
 
     gunicorn's port is published to no one, so only containers on these networks (nginx)
-    reach it: by default they are the hops allowed to say a request came over HTTPS.
+    reach it: by default they are the hops whose X-Forwarded-For the access log believes.
     """
     networks = _connected_ipv4(proc_net) + _connected_ipv6(proc_net)
     return sorted({str(network) for network in networks})
@@ -242,10 +242,13 @@ class AccessLogMiddleware:
 
 class JsonUvicornWorker(UvicornWorker):
     # Django has no lifespan handlers; our wrapper writes the access log instead of uvicorn.
+    # No proxy headers: uvicorn would rewrite the scheme and client address Django sees, which
+    # gthread does not; Django alone decides the scheme (DJANGO_TRUST_X_FORWARDED_PROTO).
     CONFIG_KWARGS: ClassVar[dict] = {
         **UvicornWorker.CONFIG_KWARGS,
         "access_log": False,
         "lifespan": "off",
+        "proxy_headers": False,
     }
 
     def load_wsgi(self) -> None:
@@ -308,11 +311,13 @@ with exit_on_configuration_error():
         "GUNICORN_MAX_REQUESTS_JITTER", max_requests // 10, minimum=0, maximum=10_000_000
     )
 
-    # Only nginx may say a request came over HTTPS, and only with the header it sets.
-    forwarded_allow_ips = trusted_proxies(_env)
-    secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
+    # Django alone decides the scheme (SECURE_PROXY_SSL_HEADER, DJANGO_TRUST_X_FORWARDED_PROTO):
+    # gunicorn reads no scheme header, so every mode hands Django the same request.
+    secure_scheme_headers = {}
     # No SCRIPT_NAME/PATH_INFO from headers: the site is never mounted under a prefix.
     forwarder_headers = ""
+    # Whose X-Forwarded-For the access log believes for remote_addr: the proxy's network.
+    forwarded_allow_ips = trusted_proxies(_env)
 
     # Heartbeat files on tmpfs: the root filesystem may be read-only, and a disk-backed
     # directory can stall the heartbeat under I/O load.
