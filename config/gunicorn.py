@@ -5,10 +5,9 @@ configuration is checked here, in the master, before any worker forks: bad confi
 gunicorn with one `error: ...` line and exit status 3 instead of a loop of failing workers.
 
 GUNICORN_MODE picks the server:
-  wsgi         gthread workers running config.wsgi (threads, the default)
-  asgi         uvicorn through gunicorn (the uvicorn-worker package) running config.asgi
-  asgi-native  gunicorn 27's own asyncio worker (`-k asgi`) running config.asgi
-Every mode writes the same JSON access log line (README: Image, Access log), carrying nginx's
+  wsgi  gthread workers running config.wsgi (threads, the default)
+  asgi  uvicorn through gunicorn (the uvicorn-worker package) running config.asgi
+Both write the same JSON access log line (README: Image, Access log), carrying nginx's
 request id.
 """
 
@@ -34,7 +33,6 @@ MODES = {
     # mode: (Django entry point, preflight interface)
     "wsgi": ("config.wsgi:application", "wsgi"),
     "asgi": ("config.asgi:application", "asgi"),
-    "asgi-native": ("config.asgi:application", "asgi"),
 }
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -134,8 +132,8 @@ def trusted_proxies(env: Env) -> str:
 class JsonAccessLogger(Logger):
     """gunicorn's logger with one JSON object per request (README: Image, Access log).
 
-    The gthread and native asgi workers call access() themselves; the uvicorn worker below
-    calls it from a small ASGI wrapper, so all three modes write the same keys.
+    gthread calls access() itself; the uvicorn worker below calls it from a small ASGI
+    wrapper, so both modes write the same keys.
     """
 
     def access(self, resp, req, environ, request_time) -> None:
@@ -256,7 +254,7 @@ class JsonUvicornWorker(UvicornWorker):
         self.wsgi = AccessLogMiddleware(self.wsgi, self.log)
 
 
-WORKER_CLASSES = {"wsgi": "gthread", "asgi": JsonUvicornWorker, "asgi-native": "asgi"}
+WORKER_CLASSES = {"wsgi": "gthread", "asgi": JsonUvicornWorker}
 
 
 # --- Settings gunicorn reads from this module ------------------------------------------------
@@ -288,7 +286,7 @@ with exit_on_configuration_error():
             f"{settings.DB_POOL_MAX_SIZE}; threads would wait for database connections"
         )
     if _mode != "wsgi":
-        threads = 1  # asyncio workers do not use threads (gunicorn warns otherwise)
+        threads = 1  # uvicorn's workers do not use threads (gunicorn warns otherwise)
 
     # Django is imported once, in the master, and workers fork from it: a replaced worker
     # (max_requests) serves at once instead of importing everything again, and the workers
@@ -329,7 +327,6 @@ with exit_on_configuration_error():
     if _control_socket is not None:
         control_socket = _control_socket
 
-    asgi_lifespan = "off"
     proc_name = "catcollector"
 
     # JSON lines on stdout for gunicorn's own messages and the access log.

@@ -28,7 +28,7 @@ SITE_HOST = "cats.example.com"
 DB_ALIAS = "db"
 DB_PASSWORD = "image-tests-password"  # noqa: S105 (throwaway database of one test)
 WEB_PORT = 8000
-MODES = ("wsgi", "asgi", "asgi-native")
+MODES = ("wsgi", "asgi")
 
 
 @pytest.fixture(scope="session")

@@ -86,7 +86,7 @@ def test_bad_server_settings_are_one_line_before_any_waiting(containers, web_ima
     env = web_env() | {"POSTGRES_HOST": DB_ALIAS, "GUNICORN_MODE": "fast"}
     result, seconds = run_once(containers, web_image, env=env)
     assert (result.returncode, result.stdout) == (3, "")
-    assert result.stderr == "error: GUNICORN_MODE='fast' is not one of wsgi, asgi, asgi-native\n"
+    assert result.stderr == "error: GUNICORN_MODE='fast' is not one of wsgi, asgi\n"
     assert seconds < 15
 
     env |= {"GUNICORN_MODE": "wsgi", "GUNICORN_THREADS": "12", "DJANGO_DB_POOL_MAX_SIZE": "8"}

@@ -14,7 +14,7 @@ from PIL import Image
 from tests.harness.docker import docker
 from tests.image.conftest import MODES, SITE_HOST, WEB_PORT, Database, Web, wait_healthy
 
-WORKER_CLASS_NAMES = {"wsgi": "gthread", "asgi": "JsonUvicornWorker", "asgi-native": "asgi"}
+WORKER_CLASS_NAMES = {"wsgi": "gthread", "asgi": "JsonUvicornWorker"}
 ACCESS_KEYS = {
     "time", "level", "logger", "message", "request_id",
     "method", "path", "status", "duration_ms", "remote_addr", "bytes",
@@ -262,7 +262,7 @@ def test_workers_are_recycled_after_max_requests(mode, database, web_factory):
     )
     statuses = [outcome(web, "/api/cats/") for _ in range(12)]
     assert statuses == [200] * 12
-    # The asyncio workers notice the limit on their next heartbeat (about a second).
+    # uvicorn notices the limit on its next heartbeat (about a second).
     deadline = time.monotonic() + 30
     while booted_workers(web) < 2:
         assert time.monotonic() < deadline, "the worker was never replaced"
@@ -270,22 +270,7 @@ def test_workers_are_recycled_after_max_requests(mode, database, web_factory):
     assert [outcome(web, "/api/cats/") for _ in range(4)] == [200] * 4
 
 
-@pytest.mark.parametrize(
-    "mode",
-    [
-        "wsgi",
-        "asgi",
-        pytest.param(
-            "asgi-native",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="gunicorn 27's asgi worker counts idle keep-alive connections as in "
-                "flight and waits GUNICORN_GRACEFUL_TIMEOUT for them (workers/gasgi.py, "
-                "_shutdown); nginx always holds some, so every stop takes the full 20 s",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("mode", MODES)
 def test_idle_keep_alive_connections_do_not_hold_up_a_stop(mode, database, web_factory):
     """nginx keeps idle connections to gunicorn open (upstream keepalive): stopping must not
     wait for them, only for requests in flight."""
