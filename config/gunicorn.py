@@ -280,7 +280,8 @@ with exit_on_configuration_error():
     # Never fewer than two, so a worker being recycled (max_requests) leaves another serving.
     workers = _env.integer("GUNICORN_WORKERS", 2 * available_cpus(), minimum=1, maximum=256)
     threads = _env.integer("GUNICORN_THREADS", 4, minimum=1, maximum=256)
-    if _mode == "wsgi" and threads > settings.DB_POOL_MAX_SIZE:
+    pooled = settings.DB_CONNECTIONS == "pool"
+    if _mode == "wsgi" and pooled and threads > settings.DB_POOL_MAX_SIZE:
         raise ConfigurationError(
             f"GUNICORN_THREADS={threads} is more than DJANGO_DB_POOL_MAX_SIZE="
             f"{settings.DB_POOL_MAX_SIZE}; threads would wait for database connections"

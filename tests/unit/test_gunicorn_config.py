@@ -160,6 +160,23 @@ def test_bad_server_settings_stop_with_one_line(env, error):
     assert len(result.stderr.splitlines()) == 1
 
 
+def test_threads_may_exceed_the_pool_size_only_without_a_pool():
+    env = GUNICORN_ENV | {"GUNICORN_THREADS": "12", "DJANGO_DB_POOL_MAX_SIZE": "8"}
+    pooled = run_python("-m", "config.gunicorn", env=env)
+    assert (pooled.returncode, pooled.stderr) == (
+        EXIT_CODE,
+        "error: GUNICORN_THREADS=12 is more than DJANGO_DB_POOL_MAX_SIZE=8; "
+        "threads would wait for database connections\n",
+    )
+    for connections in ("persistent", "per-request"):
+        result = run_python(
+            "-c",
+            "import config.gunicorn as g; print(g.threads)",
+            env=env | {"DJANGO_DB_CONNECTIONS": connections},
+        )
+        assert (result.returncode, result.stdout) == (0, "12\n"), result.stderr
+
+
 def test_good_settings_load_silently():
     result = run_python(
         "-c",
