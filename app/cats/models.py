@@ -1,11 +1,15 @@
+import logging
+from functools import partial
+
 from django.core.validators import MaxValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 
 from app.cats.photos import photo_path, validate_photo
 
 # The oldest cat on record lived to 38.
 MAX_AGE_YEARS = 40
+logger = logging.getLogger(__name__)
 
 
 class Cat(models.Model):
@@ -25,5 +29,23 @@ class Cat(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs) -> None:
+        """Saves, then deletes the file of a photo this save replaced or cleared, once the new
+        row is committed: a failed or rolled-back save keeps the old photo and its file."""
+        previous = None
+        if self.pk is not None:
+            previous = Cat.objects.filter(pk=self.pk).values_list("photo", flat=True).first()
+        super().save(*args, **kwargs)
+        if previous and previous != self.photo.name:
+            transaction.on_commit(partial(_delete_photo_file, self.photo.storage, previous))
+
     def get_absolute_url(self) -> str:
         return reverse("cats:detail", args=[self.pk])
+
+
+def _delete_photo_file(storage, name: str) -> None:
+    # The edit is saved; a file that cannot be removed is only wasted space, not an error page.
+    try:
+        storage.delete(name)
+    except OSError as error:
+        logger.warning("could not delete the replaced photo %s: %s", name, error)

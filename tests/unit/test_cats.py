@@ -7,6 +7,7 @@ import re
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 from PIL import Image
 
 from app.cats.models import Cat
@@ -14,6 +15,15 @@ from tests.unit.support import image_bytes
 
 pytestmark = pytest.mark.django_db
 STORED_NAME = re.compile(r"cats/[0-9a-f]{32}\.(jpg|png|gif|webp)")
+
+
+@pytest.fixture
+def member(client, django_user_model):
+    """The `client` signed in: adding and editing cats needs that."""
+    client.force_login(
+        django_user_model.objects.create_user("member", "m@example.com", "pw-7Yq!x2")
+    )
+    return client
 
 
 @pytest.fixture
@@ -60,41 +70,135 @@ def test_detail_page_and_missing_cat(client):
     assert client.get(f"/cats/{cat.pk + 1000}/").status_code == 404
 
 
-def test_creating_a_cat_saves_it_and_redirects_to_it(client):
-    response = add_cat(client)
+def test_creating_a_cat_saves_it_and_redirects_to_it(member):
+    response = add_cat(member)
     cat = Cat.objects.get()
     assert (cat.name, cat.breed, cat.age, cat.description) == ("Mittens", "Tabby", 4, "Naps.")
     assert response.status_code == 302
     assert response["Location"] == f"/cats/{cat.pk}/"
-    assert "Mittens was added." in client.get(response["Location"]).content.decode()
+    assert "Mittens was added." in member.get(response["Location"]).content.decode()
 
 
 @pytest.mark.parametrize(
     ("fields", "field"),
     [({"name": ""}, "name"), ({"age": "41"}, "age"), ({"age": "-1"}, "age"), ({"age": "x"}, "age")],
 )
-def test_invalid_form_is_shown_again_with_errors(client, fields, field):
-    response = add_cat(client, **fields)
+def test_invalid_form_is_shown_again_with_errors(member, fields, field):
+    response = add_cat(member, **fields)
     assert response.status_code == 200
     assert field in response.context["form"].errors
     assert not Cat.objects.exists()
 
 
-def test_editing_a_cat_keeps_its_photo(client, media_root):
-    add_cat(client, photo=upload("cat.png", image_bytes()))
+def test_editing_a_cat_keeps_its_photo(member, media_root, django_capture_on_commit_callbacks):
+    add_cat(member, photo=upload("cat.png", image_bytes()))
     cat = Cat.objects.get()
     photo = cat.photo.name
-    response = client.post(f"/cats/{cat.pk}/edit/", {"name": "Mittens II", "age": "5"})
+    with django_capture_on_commit_callbacks(execute=True):
+        response = member.post(f"/cats/{cat.pk}/edit/", {"name": "Mittens II", "age": "5"})
     assert response.status_code == 302
     cat.refresh_from_db()
     assert (cat.name, cat.age, cat.photo.name) == ("Mittens II", 5, photo)
+    assert stored_files(media_root) == [photo]
 
 
-def test_a_cat_whose_photo_file_is_gone_can_still_be_edited(client, media_root):
-    add_cat(client, photo=upload("cat.png", image_bytes()))
+def edit_photo(client, cat, **data):
+    return client.post(f"/cats/{cat.pk}/edit/", {"name": cat.name, "age": cat.age, **data})
+
+
+def test_a_replaced_photo_file_is_deleted_once_the_new_one_is_saved(
+    member, media_root, django_capture_on_commit_callbacks
+):
+    add_cat(member, photo=upload("cat.png", image_bytes()))
+    cat = Cat.objects.get()
+    old = cat.photo.name
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = edit_photo(member, cat, photo=upload("new.gif", image_bytes("GIF")))
+    assert response.status_code == 302
+    cat.refresh_from_db()
+    assert cat.photo.name != old
+    assert stored_files(media_root) == [cat.photo.name]
+    assert len(callbacks) == 1
+
+
+def test_a_cleared_photo_file_is_deleted(member, media_root, django_capture_on_commit_callbacks):
+    add_cat(member, photo=upload("cat.png", image_bytes()))
+    cat = Cat.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert edit_photo(member, cat, **{"photo-clear": "on"}).status_code == 302
+    cat.refresh_from_db()
+    assert cat.photo.name == ""
+    assert stored_files(media_root) == []
+
+
+def test_a_rejected_replacement_keeps_the_old_photo(
+    member, media_root, django_capture_on_commit_callbacks
+):
+    add_cat(member, photo=upload("cat.png", image_bytes()))
+    cat = Cat.objects.get()
+    old = cat.photo.name
+    with django_capture_on_commit_callbacks(execute=True):
+        response = edit_photo(member, cat, photo=upload("new.png", b"not an image"))
+    assert response.status_code == 200
+    cat.refresh_from_db()
+    assert cat.photo.name == old
+    assert stored_files(media_root) == [old]
+
+
+def replace_then_fail(cat) -> None:
+    with transaction.atomic():
+        cat.photo = upload("new.png", image_bytes())
+        cat.save()
+        raise RuntimeError("a later step of the same transaction failed")
+
+
+def test_a_rolled_back_save_keeps_the_old_file(
+    member, media_root, django_capture_on_commit_callbacks
+):
+    add_cat(member, photo=upload("cat.png", image_bytes()))
+    cat = Cat.objects.get()
+    old = cat.photo.name
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(RuntimeError):
+        replace_then_fail(cat)
+    assert callbacks == []
+    assert Cat.objects.get().photo.name == old
+    assert (media_root / old).is_file()
+
+
+def test_visitors_read_but_cannot_add_or_edit(client, media_root):
+    cat = Cat.objects.create(name="Felix", age=2)
+    assert client.get("/").status_code == 200
+    assert client.get(f"/cats/{cat.pk}/").status_code == 200
+    assert client.get("/api/cats/").status_code == 200
+    for path in ("/cats/new/", f"/cats/{cat.pk}/edit/"):
+        for response in (
+            client.get(path),
+            client.post(path, {"name": "Taken over", "age": "1"}),
+            client.post(path, {"name": "X", "age": "1", "photo": upload("x.png", image_bytes())}),
+        ):
+            assert response.status_code == 302
+            assert response["Location"] == f"/admin/login/?next={path}"
+    assert list(Cat.objects.values_list("name", flat=True)) == ["Felix"]
+    assert stored_files(media_root) == []
+
+
+def test_the_admin_login_returns_to_the_form(client, django_user_model):
+    django_user_model.objects.create_user("keeper", "k@example.com", "pw-3Kd!q9", is_staff=True)
+    login = client.get("/admin/login/?next=/cats/new/")
+    assert login.status_code == 200
+    response = client.post(
+        "/admin/login/?next=/cats/new/",
+        {"username": "keeper", "password": "pw-3Kd!q9", "next": "/cats/new/"},
+    )
+    assert (response.status_code, response["Location"]) == (302, "/cats/new/")
+    assert client.get("/cats/new/").status_code == 200
+
+
+def test_a_cat_whose_photo_file_is_gone_can_still_be_edited(member, media_root):
+    add_cat(member, photo=upload("cat.png", image_bytes()))
     cat = Cat.objects.get()
     (media_root / cat.photo.name).unlink()
-    response = client.post(f"/cats/{cat.pk}/edit/", {"name": "Mittens", "age": "6"})
+    response = member.post(f"/cats/{cat.pk}/edit/", {"name": "Mittens", "age": "6"})
     assert response.status_code == 302
     cat.refresh_from_db()
     assert cat.age == 6
@@ -110,19 +214,19 @@ def test_a_cat_whose_photo_file_is_gone_can_still_be_edited(client, media_root):
         ("cat.webp", "WEBP", "webp"),
     ],
 )
-def test_photo_is_stored_under_a_generated_name(client, media_root, name, format_, extension):
+def test_photo_is_stored_under_a_generated_name(member, media_root, name, format_, extension):
     content = image_bytes(format_)
-    response = add_cat(client, photo=upload(name, content))
+    response = add_cat(member, photo=upload(name, content))
     assert response.status_code == 302
     cat = Cat.objects.get()
     assert STORED_NAME.fullmatch(cat.photo.name)
     assert cat.photo.name.endswith(f".{extension}")
     assert (media_root / cat.photo.name).read_bytes() == content
-    assert f'src="/media/{cat.photo.name}"' in client.get(f"/cats/{cat.pk}/").content.decode()
+    assert f'src="/media/{cat.photo.name}"' in member.get(f"/cats/{cat.pk}/").content.decode()
 
 
-def test_client_path_never_reaches_the_disk(client, media_root):
-    add_cat(client, photo=upload("../../../etc/evil name.png", image_bytes()))
+def test_client_path_never_reaches_the_disk(member, media_root):
+    add_cat(member, photo=upload("../../../etc/evil name.png", image_bytes()))
     cat = Cat.objects.get()
     assert STORED_NAME.fullmatch(cat.photo.name)
     assert stored_files(media_root) == [cat.photo.name]
@@ -136,33 +240,33 @@ def rejected(client, media_root, photo) -> str:
     return " ".join(response.context["form"].errors["photo"])
 
 
-def test_a_file_that_is_not_an_image_is_rejected(client, media_root):
-    message = rejected(client, media_root, upload("cat.png", b"<html>not a cat</html>"))
+def test_a_file_that_is_not_an_image_is_rejected(member, media_root):
+    message = rejected(member, media_root, upload("cat.png", b"<html>not a cat</html>"))
     assert "valid image" in message
 
 
-def test_a_truncated_image_is_rejected(client, media_root):
+def test_a_truncated_image_is_rejected(member, media_root):
     buffer = io.BytesIO()
     Image.effect_noise((400, 400), 64).convert("RGB").save(buffer, format="PNG")
     truncated = buffer.getvalue()[: len(buffer.getvalue()) // 2]
-    message = rejected(client, media_root, upload("cat.png", truncated))
+    message = rejected(member, media_root, upload("cat.png", truncated))
     assert "not an image that can be read" in message or "valid image" in message
 
 
-def test_an_image_with_too_many_pixels_is_rejected(client, media_root):
+def test_an_image_with_too_many_pixels_is_rejected(member, media_root):
     buffer = io.BytesIO()
     Image.new("1", (8000, 6000)).save(buffer, format="PNG")  # 48 megapixels in a few kB
-    message = rejected(client, media_root, upload("cat.png", buffer.getvalue()))
+    message = rejected(member, media_root, upload("cat.png", buffer.getvalue()))
     assert "48 megapixels; the limit is 40" in message
 
 
-def test_a_photo_over_the_upload_limit_is_rejected(client, media_root, settings):
+def test_a_photo_over_the_upload_limit_is_rejected(member, media_root, settings):
     settings.UPLOAD_MAX_MB = 1
     settings.UPLOAD_MAX_BYTES = 1024 * 1024
     buffer = io.BytesIO()
     Image.effect_noise((800, 800), 100).convert("RGB").save(buffer, format="PNG")
     assert buffer.tell() > settings.UPLOAD_MAX_BYTES
-    message = rejected(client, media_root, upload("cat.png", buffer.getvalue()))
+    message = rejected(member, media_root, upload("cat.png", buffer.getvalue()))
     assert "the limit is 1 MB" in message
 
 
@@ -175,23 +279,23 @@ def test_a_photo_over_the_upload_limit_is_rejected(client, media_root, settings)
     ],
 )
 def test_an_extension_that_contradicts_the_content_is_rejected(
-    client, media_root, name, format_, expected
+    member, media_root, name, format_, expected
 ):
-    assert expected in rejected(client, media_root, upload(name, image_bytes(format_)))
+    assert expected in rejected(member, media_root, upload(name, image_bytes(format_)))
 
 
 @pytest.mark.parametrize("name", ["cat.html", "cat.svg", "cat", "cat.png.exe"])
-def test_a_name_without_an_image_extension_is_rejected(client, media_root, name):
-    assert "extension" in rejected(client, media_root, upload(name, image_bytes("PNG")))
+def test_a_name_without_an_image_extension_is_rejected(member, media_root, name):
+    assert "extension" in rejected(member, media_root, upload(name, image_bytes("PNG")))
 
 
-def test_an_image_format_outside_the_allowed_set_is_rejected(client, media_root):
-    message = rejected(client, media_root, upload("cat.bmp", image_bytes("BMP")))
+def test_an_image_format_outside_the_allowed_set_is_rejected(member, media_root):
+    message = rejected(member, media_root, upload("cat.bmp", image_bytes("BMP")))
     assert "Upload a JPEG, PNG, GIF or WebP photo" in message
 
 
-def test_a_disallowed_format_behind_an_allowed_extension_is_rejected(client, media_root):
-    message = rejected(client, media_root, upload("cat.png", image_bytes("BMP")))
+def test_a_disallowed_format_behind_an_allowed_extension_is_rejected(member, media_root):
+    message = rejected(member, media_root, upload("cat.png", image_bytes("BMP")))
     assert "The file is a BMP image" in message
 
 
