@@ -170,13 +170,13 @@ def engine_cpus() -> int:
 
 
 def test_default_workers_follow_the_containers_cpu_quota(database: Database, web_factory):
-    """Two workers per CPU the container may use: its CFS quota (`--cpus`, rounded up), its
-    cpuset, else every CPU of the machine."""
+    """Two workers per CPU the container may use (at most 8): its CFS quota (`--cpus`,
+    rounded up), its cpuset, else every CPU of the machine."""
     cases = {
         ("--cpus", "1"): 2,
         ("--cpus", "1.5"): 4,
         ("--cpuset-cpus", "0"): 2,
-        (): 2 * engine_cpus(),
+        (): min(2 * engine_cpus(), 8),
     }
     webs = {}
 

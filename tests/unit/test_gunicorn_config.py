@@ -60,6 +60,11 @@ def test_available_cpus_rounds_the_quota_up_and_never_exceeds_the_cpuset(gunicor
     assert gunicorn_config.available_cpus(tmp_path / "none") == schedulable
 
 
+@pytest.mark.parametrize(("cpus", "workers"), [(1, 2), (2, 4), (4, 8), (6, 8), (64, 8)])
+def test_default_workers_are_two_per_cpu_up_to_eight(gunicorn_config, cpus, workers):
+    assert gunicorn_config.default_workers(cpus) == workers
+
+
 def test_attached_networks_are_the_directly_connected_routes(gunicorn_config, tmp_path):
     proc_net = cgroup(
         tmp_path,
