@@ -249,6 +249,20 @@ def test_django_alone_decides_the_scheme_and_the_proxys_network_the_logged_clien
     assert untrusted["remote_addr"] not in ("203.0.113.7", "127.0.0.1", "-")
 
 
+def test_uvicorn_runs_on_uvloop_and_httptools(database, web_factory):
+    """uvicorn's "auto" loop and parser fall back to asyncio and h11, silently and slower,
+    when these are not installed; the benchmarks compare wsgi with uvicorn at its best."""
+    web = web_factory(database, env={"GUNICORN_MODE": "asgi", "GUNICORN_WORKERS": "1"})
+    assert web.get("/api/cats/").status_code == 200
+    # Libraries mapped by the workers: processes whose parent is neither tini nor nothing.
+    workers = web.container.exec(
+        "sh", "-c", "for p in /proc/[0-9]*; do case $(cut -d' ' -f4 $p/stat) in 0|1) ;; "
+        "*) cat $p/maps;; esac; done",
+    ).stdout  # fmt: skip
+    assert "/uvloop/loop." in workers
+    assert "/httptools/parser/parser." in workers
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_workers_are_recycled_after_max_requests(mode, database, web_factory):
     web = web_factory(
