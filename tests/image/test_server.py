@@ -4,6 +4,7 @@ import http.client
 import io
 import json
 import os
+import secrets
 import threading
 import time
 
@@ -125,10 +126,25 @@ def test_read_only_root_with_every_capability_dropped(database, web_factory):
             "--security-opt", "no-new-privileges", "--volume", "/srv/media",
         ),
     )  # fmt: skip
+    password = secrets.token_urlsafe(16)
+    web.container.exec(
+        "python", "manage.py", "createsuperuser", "--noinput",
+        env={"DJANGO_SUPERUSER_USERNAME": "editor", "DJANGO_SUPERUSER_EMAIL": "e@example.com",
+             "DJANGO_SUPERUSER_PASSWORD": password},
+    )  # fmt: skip
     session = requests.Session()
     session.headers["Host"] = SITE_HOST
-    form = session.get(f"{web.url}/cats/new/", timeout=30)
-    assert form.status_code == 200
+    # Adding a cat needs a signed-in user: the admin's login page, which returns to the form.
+    login = session.get(f"{web.url}/cats/new/", timeout=30)
+    assert login.status_code == 200
+    assert "/admin/login/" in login.url
+    form = session.post(
+        login.url,
+        data={"csrfmiddlewaretoken": session.cookies["csrftoken"], "username": "editor",
+              "password": password, "next": "/cats/new/"},
+        timeout=30,
+    )  # fmt: skip
+    assert form.url == f"{web.url}/cats/new/"
     token = session.cookies["csrftoken"]
     big = photo((1200, 900))
     assert len(big) > 2.5 * 1024 * 1024

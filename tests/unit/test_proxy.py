@@ -8,6 +8,7 @@ cases with no CSRF_TRUSTED_ORIGINS configured.
 import re
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 
 from app.cats.models import Cat
@@ -17,7 +18,12 @@ FORM = "/cats/new/"
 
 
 def browser(proto: str) -> Client:
-    return Client(enforce_csrf_checks=True, headers={"host": SITE_HOST, "x-forwarded-proto": proto})
+    """A signed-in visitor (adding a cat needs one) whose requests arrive as nginx forwards them."""
+    client = Client(
+        enforce_csrf_checks=True, headers={"host": SITE_HOST, "x-forwarded-proto": proto}
+    )
+    client.force_login(User.objects.get_or_create(username="editor")[0])
+    return client
 
 
 def submit(client: Client, *, with_token: bool = True, **headers: str):
