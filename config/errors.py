@@ -1,10 +1,10 @@
 """The one error type bad configuration raises, and how entry points report it.
 
 Settings raise ConfigurationError with a message that names the variable to fix. Entry points
-(manage.py, wsgi.py, asgi.py, config.preflight) turn it into a single `error: ...` line on stderr
-and exit status 3, so ops read the cause instead of a traceback. 3 is also what gunicorn's
-master reads as "worker failed to boot": it stops instead of respawning workers that would fail
-the same way forever.
+(manage.py, wsgi.py, asgi.py, config.gunicorn, the entrypoint's scripts) turn it into one
+`error: ...` line on stderr and exit status 3, so ops read the cause instead of a traceback.
+3 is also what gunicorn's master reads as "worker failed to boot": it stops instead of
+respawning workers that would fail the same way forever.
 """
 
 import sys

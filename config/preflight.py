@@ -1,18 +1,17 @@
 """Load the settings once before a server starts, and refuse what cannot be served.
 
-`python -m config.preflight [wsgi|asgi]`, or exit_if_misconfigured() at the top of gunicorn's
-config module, exits 3 with one `error: ...` line when the configuration is unusable, so a
-server never forks workers that would each fail the same way.
+config.gunicorn runs load_for_serving() in gunicorn's master (and the entrypoint runs that
+module on its own first: `python -m config.gunicorn` is the one way to check a configuration);
+the entrypoint's helper scripts call exit_if_misconfigured(). Either way an unusable
+configuration is one `error: ...` line and exit status 3, so a server never forks workers that
+would each fail the same way.
 """
 
 import os
-import sys
 
 from django.conf import settings
 
 from config.errors import ConfigurationError, exit_on_configuration_error
-
-INTERFACES = ("wsgi", "asgi")
 
 
 def load_for_serving(interface: str = "wsgi") -> None:
@@ -35,13 +34,3 @@ def load_for_serving(interface: str = "wsgi") -> None:
 def exit_if_misconfigured(interface: str = "wsgi") -> None:
     with exit_on_configuration_error():
         load_for_serving(interface)
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) > 1 or (argv and argv[0] not in INTERFACES):
-        raise SystemExit(f"usage: python -m config.preflight [{'|'.join(INTERFACES)}]")
-    exit_if_misconfigured(*argv)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -18,7 +18,7 @@ env = Env()
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # Image build only: `collectstatic` needs settings but no secret and no database. Every other
-# entry point refuses to start while this is set (manage.py, wsgi.py, asgi.py, config.preflight).
+# entry point refuses to start while this is set (manage.py, wsgi.py, asgi.py, config.gunicorn).
 BUILD_STATIC_ONLY = env.boolean("DJANGO_BUILD_STATIC", default=False)
 
 DEBUG = env.boolean("DJANGO_DEBUG", default=False)

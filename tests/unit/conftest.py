@@ -21,8 +21,9 @@ from django.test import Client
 from tests.unit.postgres import Cluster, PostgresUnavailable
 from tests.unit.support import REPO, SITE_HOST
 
-# Every variable config.settings reads, so a developer's shell cannot leak into a run.
-CONFIG_PREFIXES = ("DJANGO_", "POSTGRES_", "DATABASE_")
+# Every variable config.settings and config.gunicorn read, so a developer's shell cannot
+# leak into a run.
+CONFIG_PREFIXES = ("DJANGO_", "POSTGRES_", "DATABASE_", "GUNICORN_")
 CONFIG_NAMES = ("UPLOAD_MAX_MB",)
 
 _state: dict = {}
@@ -52,6 +53,8 @@ def pytest_configure(config: pytest.Config) -> None:
             "DJANGO_ALLOWED_HOSTS": SITE_HOST,
             "DJANGO_STATIC_ROOT": str(scratch / "static"),
             "DJANGO_MEDIA_ROOT": str(scratch / "media"),
+            # What the image's Dockerfile sets, for config.gunicorn.
+            "GUNICORN_PORT": "8000",
             **cluster.environ,
         }
     )

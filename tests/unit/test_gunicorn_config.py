@@ -1,7 +1,7 @@
 """config.gunicorn's pieces that read the machine: CPU quota and attached networks, with the
 files Linux would show (cgroup v2 cannot be produced on a cgroup v1 engine; tests/image runs
-the same code under real `docker run --cpus`). The settings block itself, with bad values,
-runs in a fresh process per case."""
+the same code under real `docker run --cpus`), and config.gunicorn_logging's access line. The
+settings block itself, with bad values, runs in a fresh process per case."""
 
 import datetime
 import json
@@ -12,20 +12,15 @@ import pytest
 from gunicorn.config import Config
 
 from config.errors import EXIT_CODE
+from config.gunicorn_logging import JsonAccessLogger
+from config.logging import JsonFormatter
 from tests.unit.support import run_python
-
-GUNICORN_ENV = {"GUNICORN_PORT": "8000"}
 
 
 @pytest.fixture(scope="module")
 def gunicorn_config():
-    previous = os.environ.get("GUNICORN_PORT")
-    os.environ["GUNICORN_PORT"] = "8000"
-    try:
-        import config.gunicorn as module  # noqa: PLC0415 (needs GUNICORN_PORT at import)
-    finally:
-        if previous is None:
-            del os.environ["GUNICORN_PORT"]
+    import config.gunicorn as module  # noqa: PLC0415 (loads Django's settings)
+
     return module
 
 
@@ -65,7 +60,7 @@ def test_default_workers_are_two_per_cpu_up_to_eight(gunicorn_config, cpus, work
     assert gunicorn_config.default_workers(cpus) == workers
 
 
-def test_attached_networks_are_the_directly_connected_routes(gunicorn_config, tmp_path):
+def test_attached_networks_are_connected_routes_and_global_ipv6_prefixes(gunicorn_config, tmp_path):
     proc_net = cgroup(
         tmp_path,
         {
@@ -75,15 +70,10 @@ def test_attached_networks_are_the_directly_connected_routes(gunicorn_config, tm
                 "eth0\t000018AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\n"
                 "eth1\t0000A8C0\t00000000\t0001\t0\t0\t0\t00F0FFFF\t0\n"
             ),
-            "ipv6_route": (
-                "fd000000000000000000000000000000 40 00000000000000000000000000000000 00 "
-                "00000000000000000000000000000000 00000100 00000001 00000000 00000001 eth0\n"
-                "fe800000000000000000000000000000 40 00000000000000000000000000000000 00 "
-                "00000000000000000000000000000000 00000100 00000001 00000000 00000001 eth0\n"
-                "00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
-                "fd000000000000000000000000000001 00000400 00000001 00000000 00000003 eth0\n"
-                "fd000000000000000000000000000002 80 00000000000000000000000000000000 00 "
-                "00000000000000000000000000000000 00000000 00000002 00000000 80200001 lo\n"
+            "if_inet6": (
+                "fd000000000000000000000000000003 04 40 00 80     eth0\n"
+                "fe8000000000000000fc00fffe000001 04 40 20 80     eth0\n"
+                "00000000000000000000000000000001 01 80 10 80       lo\n"
             ),
         },
     )
@@ -97,14 +87,13 @@ def test_attached_networks_are_the_directly_connected_routes(gunicorn_config, tm
 class _Response:
     status = "404 Not Found"
     sent = 179
-    headers = ()
 
 
-def test_access_line_is_json_with_the_request_id_and_trusted_client(gunicorn_config, caplog):
+def test_access_line_is_json_with_the_request_id_and_trusted_client(caplog):
     cfg = Config()
     cfg.set("forwarded_allow_ips", "10.0.0.0/8")
     cfg.set("accesslog", "-")
-    logger = gunicorn_config.JsonAccessLogger(cfg)
+    logger = JsonAccessLogger(cfg)
     logger.access_log.addHandler(caplog.handler)
     environ = {
         "REQUEST_METHOD": "GET",
@@ -123,7 +112,7 @@ def test_access_line_is_json_with_the_request_id_and_trusted_client(gunicorn_con
         )
     finally:
         logger.access_log.removeHandler(caplog.handler)
-    formatter = gunicorn_config.JsonFormatter()
+    formatter = JsonFormatter()
     trusted, untrusted = (json.loads(formatter.format(record)) for record in caplog.records)
     assert trusted | {"time": None} == {
         "time": None,
@@ -144,7 +133,8 @@ def test_access_line_is_json_with_the_request_id_and_trusted_client(gunicorn_con
 @pytest.mark.parametrize(
     ("env", "error"),
     [
-        ({"GUNICORN_PORT": ""}, "error: GUNICORN_PORT is not set (the image sets it to 8000)"),
+        ({"GUNICORN_PORT": ""}, "error: GUNICORN_PORT='' is not a port number; the image sets"),
+        ({"GUNICORN_PORT": "web"}, "error: GUNICORN_PORT='web' is not a port number"),
         ({"GUNICORN_WORKERS": "0"}, "error: GUNICORN_WORKERS=0 is out of range"),
         ({"GUNICORN_TIMEOUT": "soon"}, "error: GUNICORN_TIMEOUT='soon' is not a whole number"),
         (
@@ -156,17 +146,17 @@ def test_access_line_is_json_with_the_request_id_and_trusted_client(gunicorn_con
             "error: DJANGO_DB_CONNECTIONS=persistent leaks a database connection",
         ),
     ],
-    ids=["port", "workers", "timeout", "trusted", "asgi-persistent"],
+    ids=["port-unset", "port-name", "workers", "timeout", "trusted", "asgi-persistent"],
 )
 def test_bad_server_settings_stop_with_one_line(env, error):
-    result = run_python("-m", "config.gunicorn", env=GUNICORN_ENV | env)
+    result = run_python("-m", "config.gunicorn", env=env)
     assert result.returncode == EXIT_CODE
     assert result.stderr.startswith(error)
     assert len(result.stderr.splitlines()) == 1
 
 
 def test_threads_may_exceed_the_pool_size_only_without_a_pool():
-    env = GUNICORN_ENV | {"GUNICORN_THREADS": "12", "DJANGO_DB_POOL_MAX_SIZE": "8"}
+    env = {"GUNICORN_THREADS": "12", "DJANGO_DB_POOL_MAX_SIZE": "8"}
     pooled = run_python("-m", "config.gunicorn", env=env)
     assert (pooled.returncode, pooled.stderr) == (
         EXIT_CODE,
@@ -187,7 +177,7 @@ def test_good_settings_load_silently():
         "-c",
         "import config.gunicorn as g; print(g.workers, g.threads, g.worker_class, "
         "g.forwarded_allow_ips.split(',')[:2], g.control_socket_disable, g.preload_app)",
-        env=GUNICORN_ENV | {"GUNICORN_WORKERS": "3", "GUNICORN_THREADS": "6"},
+        env={"GUNICORN_WORKERS": "3", "GUNICORN_THREADS": "6"},
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "3 6 gthread ['127.0.0.1', '::1'] True True\n"
@@ -196,9 +186,7 @@ def test_good_settings_load_silently():
 def test_debug_turns_preloading_off_so_reload_works():
     """gunicorn's --reload cannot reload an app imported in the master."""
     show = "import config.gunicorn as g; print(g.preload_app)"
-    debug = run_python("-c", show, env=GUNICORN_ENV | {"DJANGO_DEBUG": "true"})
+    debug = run_python("-c", show, env={"DJANGO_DEBUG": "true"})
     assert debug.stdout == "False\n", debug.stderr
-    forced = run_python(
-        "-c", show, env=GUNICORN_ENV | {"DJANGO_DEBUG": "true", "GUNICORN_PRELOAD": "yes"}
-    )
+    forced = run_python("-c", show, env={"DJANGO_DEBUG": "true", "GUNICORN_PRELOAD": "yes"})
     assert forced.stdout == "True\n", forced.stderr

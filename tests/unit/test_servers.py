@@ -161,4 +161,3 @@ def test_persistent_connections_are_refused_under_asgi_only():
     assert asgi.returncode == EXIT_CODE
     assert asgi.stderr.startswith("error: DJANGO_DB_CONNECTIONS=persistent leaks")
     assert run_python("-c", "import config.wsgi", env=persistent).returncode == 0
-    assert run_python("-m", "config.preflight", "asgi", env=persistent).returncode == EXIT_CODE

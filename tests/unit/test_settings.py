@@ -11,7 +11,8 @@ from config.errors import EXIT_CODE, ConfigurationError
 from tests.unit.support import run_python
 
 STRONG_KEY = "k3Y-" + "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-PREFLIGHT = ("-m", "config.preflight")
+# What the entrypoint runs before waiting for the database: Django and gunicorn settings.
+PREFLIGHT = ("-m", "config.gunicorn")
 PRINT_SETTING = (
     "-c",
     "import sys; from config.preflight import load_for_serving; load_for_serving(); "
@@ -25,7 +26,7 @@ ENTRY_POINTS = {
     "import config.wsgi": ("-c", "import config.wsgi"),
     "import config.asgi": ("-c", "import config.asgi"),
     "django.setup()": ("-c", "import django; django.setup()"),
-    "python -m config.preflight": PREFLIGHT,
+    "python -m config.gunicorn": PREFLIGHT,
 }
 
 
