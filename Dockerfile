@@ -22,6 +22,8 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 # --- runtime --------------------------------------------------------------------------------
 FROM python:3.13-slim-trixie AS runtime
 
+# GUNICORN_PORT is the image's port, defined here only: EXPOSE, gunicorn's bind and the health
+# probe read it. Not a setting: nginx's upstream must name the same port (README: Image).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PYTHONPATH=/app \
