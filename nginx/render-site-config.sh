@@ -58,6 +58,12 @@ default_trusted_proxies=10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,127.0.0.0/8,::1/
 trusted_proxies() {
   value=${NGINX_TRUSTED_PROXIES:-$default_trusted_proxies}
   [ "$value" = none ] && return 0
+  if [ -z "${NGINX_TRUSTED_PROXIES:-}" ]; then
+    # To stderr, like the errors: the value goes to stdout. Never quieted (a trust decision).
+    echo "notice: NGINX_TRUSTED_PROXIES is not set: X-Forwarded-For, X-Forwarded-Proto and" \
+      "X-Request-ID are believed from every private address ($default_trusted_proxies);" \
+      "set your load balancer's subnet, or none (README: Load balancer)" >&2
+  fi
   for range in $(printf '%s' "$value" | tr ',' ' '); do
     if ! valid_ipv4_range "$range" && ! valid_ipv6_range "$range"; then
       fail "NGINX_TRUSTED_PROXIES entry '$range' is not an IP address or network like" \
@@ -101,12 +107,39 @@ tls_listener() {
     "$NGINX_HTTPS_PORT" "$1" "$tls_dir/tls.crt" "$tls_dir/tls.key"
 }
 
+# worker_processes from the CPUs this container may use: its CPU quota (compose `cpus:`),
+# else the CPUs it may run on, never the host's count as `auto` would (a big host would then
+# start more workers than the container's pids limit allows). At most max_workers: each
+# worker serves thousands of connections. The official image's autotune script cannot do this
+# here: it edits nginx.conf, which is read-only.
+max_workers=4
+
+worker_processes() {
+  cpus=$(nproc)
+  quota=
+  if [ -r /sys/fs/cgroup/cpu.max ]; then
+    read -r quota period </sys/fs/cgroup/cpu.max
+    [ "$quota" != max ] || quota=
+  elif [ -r /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
+    quota=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us)
+    period=$(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)
+    [ "$quota" -gt 0 ] || quota=
+  fi
+  if [ -n "$quota" ]; then
+    limited=$(((quota + period - 1) / period))
+    [ "$limited" -ge "$cpus" ] || cpus=$limited
+  fi
+  [ "$cpus" -le "$max_workers" ] || cpus=$max_workers
+  printf '%s' "$cpus"
+}
+
 [ -n "${NGINX_LOCAL_RESOLVERS:-}" ] || fail "no DNS resolver found in /etc/resolv.conf;" \
   "nginx needs Docker's to find the web containers"
 
 NGINX_HTTP_PORT=$(whole_number NGINX_HTTP_PORT "${NGINX_HTTP_PORT:-}" 1024 65535)
 NGINX_HTTPS_PORT=$(whole_number NGINX_HTTPS_PORT "${NGINX_HTTPS_PORT:-}" 1024 65535)
-upload_max_mb=$(whole_number UPLOAD_MAX_MB "${UPLOAD_MAX_MB:-}" 1 1024)
+# Django's default and maximum (config/settings.py; tests/stack/test_site.py compares them).
+upload_max_mb=$(whole_number UPLOAD_MAX_MB "${UPLOAD_MAX_MB:-10}" 1 100)
 # Room above Django's own photo limit for the multipart framing and the other form fields, so
 # a photo just over the limit gets Django's form error rather than nginx's bare 413.
 NGINX_CLIENT_MAX_BODY_SIZE="$((upload_max_mb + 1))m"
@@ -123,11 +156,13 @@ NGINX_KEEPALIVE_TIMEOUT=$(
 NGINX_CONTENT_SECURITY_POLICY=$(content_security_policy)
 NGINX_TLS_DEFAULT_LISTEN=$(tls_listener " default_server")
 NGINX_TLS_LISTEN=$(tls_listener "")
+NGINX_WORKER_PROCESSES=$(worker_processes)
+export NGINX_WORKER_PROCESSES
 export NGINX_HTTP_PORT NGINX_CLIENT_MAX_BODY_SIZE NGINX_SERVER_NAMES NGINX_REAL_IP_FROM \
   NGINX_TRUSTED_PROXY_RANGES NGINX_RATE_LIMIT NGINX_RATE_BURST NGINX_CONN_LIMIT \
   NGINX_KEEPALIVE_TIMEOUT NGINX_CONTENT_SECURITY_POLICY NGINX_TLS_DEFAULT_LISTEN NGINX_TLS_LISTEN
 
-for name in site.conf probes.conf; do
+for name in workers.conf site.conf probes.conf; do
   template=$templates/$name.template
   output=$output_dir/$name
   # Only these names are replaced: nginx's own $variables stay as they are.
@@ -135,6 +170,8 @@ for name in site.conf probes.conf; do
   envsubst '${NGINX_HTTP_PORT} ${NGINX_CLIENT_MAX_BODY_SIZE} ${NGINX_SERVER_NAMES}
     ${NGINX_REAL_IP_FROM} ${NGINX_TRUSTED_PROXY_RANGES} ${NGINX_RATE_LIMIT} ${NGINX_RATE_BURST}
     ${NGINX_CONN_LIMIT} ${NGINX_KEEPALIVE_TIMEOUT} ${NGINX_CONTENT_SECURITY_POLICY}
-    ${NGINX_TLS_DEFAULT_LISTEN} ${NGINX_TLS_LISTEN} ${NGINX_LOCAL_RESOLVERS}' <"$template" >"$output"
+    ${NGINX_TLS_DEFAULT_LISTEN} ${NGINX_TLS_LISTEN} ${NGINX_LOCAL_RESOLVERS}
+    ${NGINX_WORKER_PROCESSES}' <"$template" >"$output"
 done
-[ -n "${NGINX_ENTRYPOINT_QUIET_LOGS:-}" ] || echo "$0: configured for host names: $NGINX_SERVER_NAMES"
+[ -n "${NGINX_ENTRYPOINT_QUIET_LOGS:-}" ] ||
+  echo "$0: configured for host names: $NGINX_SERVER_NAMES; $NGINX_WORKER_PROCESSES workers"

@@ -63,7 +63,10 @@ def status_for_host(container, host: str, path: str = "/", scheme: str = "http")
         ),
         ({"UPLOAD_MAX_MB": "ten"}, "error: UPLOAD_MAX_MB='ten' is not a whole number"),
         ({"UPLOAD_MAX_MB": "0"}, "error: UPLOAD_MAX_MB=0 is out of range; use a value from 1"),
-        ({"UPLOAD_MAX_MB": ""}, "error: UPLOAD_MAX_MB='' is not a whole number"),
+        (
+            {"UPLOAD_MAX_MB": "101"},
+            "error: UPLOAD_MAX_MB=101 is out of range; use a value from 1 to 100",
+        ),
         ({"NGINX_RATE_LIMIT": "fast"}, "error: NGINX_RATE_LIMIT='fast' is not a whole number"),
         (
             {"NGINX_CONTENT_SECURITY_POLICY": "default-src 'self' $x"},
@@ -166,3 +169,48 @@ def test_trusted_proxies_are_configurable(containers, nginx_image, trusted, logg
         "--header", "X-Forwarded-For: 198.51.100.4", "http://127.0.0.1:8080/api/",
     )  # fmt: skip
     assert access_log_addresses(nginx) == [logged]
+
+
+def nginx_t(containers, image, env, options=()) -> subprocess.CompletedProcess[str]:
+    """The configuration nginx renders from `env` at start (`nginx -T`), and what the start
+    scripts said on stderr."""
+    return containers.run_once(
+        image, "/docker-entrypoint.sh", "nginx", "-T",
+        env=env, options=["--read-only", *TMPFS, "--entrypoint", "", *options],
+    )  # fmt: skip
+
+
+def test_upload_limit_defaults_to_djangos_default(containers, nginx_image):
+    """Unset (as compose leaves it when .env does not set it), nginx takes Django's default of
+    10 MB, plus the 1 MB for the form around the photo."""
+    env = {k: v for k, v in BASE_ENV.items() if k != "UPLOAD_MAX_MB"}
+    result = nginx_t(containers, nginx_image, env)
+    assert result.returncode == 0, result.stderr
+    assert "client_max_body_size 11m;" in result.stdout
+    result = nginx_t(containers, nginx_image, {**env, "UPLOAD_MAX_MB": "100"})
+    assert "client_max_body_size 101m;" in result.stdout
+
+
+@pytest.mark.parametrize(("cpus", "workers"), [("1", 1), ("1.5", 2), ("", 2)])
+def test_one_worker_per_cpu_of_the_container(containers, nginx_image, cpus, workers):
+    """The CPU quota counts, not the host's CPUs (nproc is the host's 2 here), bounded at 4."""
+    options = ["--cpus", cpus] if cpus else []
+    nginx = containers.run(nginx_image, env=BASE_ENV, options=["--read-only", *TMPFS, *options])
+    nginx.wait_for_log(STARTED)
+    assert f"worker_processes {workers};" in nginx.exec("nginx", "-T").stdout
+    running = nginx.exec("sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '").stdout
+    assert running.count("nginx: worker process") == workers, running
+
+
+def trust_notices(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if "NGINX_TRUSTED_PROXIES" in line]
+
+
+def test_the_default_trust_of_private_ranges_is_announced(containers, nginx_image):
+    [notice] = trust_notices(nginx_t(containers, nginx_image, BASE_ENV))
+    assert notice.startswith("notice: NGINX_TRUSTED_PROXIES is not set:")
+    assert "172.16.0.0/12" in notice
+    for chosen in ("10.0.1.0/24", "none"):
+        result = nginx_t(containers, nginx_image, {**BASE_ENV, "NGINX_TRUSTED_PROXIES": chosen})
+        assert result.returncode == 0, result.stderr
+        assert trust_notices(result) == []
