@@ -159,9 +159,18 @@ def compose_config(repo: Path, compose_file: str = COMPOSE_FILE) -> dict:
 
 
 def compose_base_images(config: dict) -> list[str]:
-    """Images of services that compose pulls rather than builds."""
+    """Images of services that compose pulls rather than builds: not those another service
+    builds (a service may run the image a sibling builds, under compose's name for it)."""
     services = config.get("services", {})
-    return sorted({s["image"] for s in services.values() if "build" not in s and s.get("image")})
+    project = config.get("name", "")
+    built = {s.get("image") or f"{project}-{name}" for name, s in services.items() if "build" in s}
+    return sorted(
+        {
+            s["image"]
+            for s in services.values()
+            if "build" not in s and s.get("image") and s["image"] not in built
+        }
+    )
 
 
 def compose_dockerfiles(config: dict, repo: Path) -> list[Dockerfile]:

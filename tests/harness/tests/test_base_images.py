@@ -82,6 +82,7 @@ def test_escape_directive():
 
 
 CONFIG = {
+    "name": "catcollector",
     "services": {
         "db": {"image": "postgres:17-trixie"},
         "web": {
@@ -95,7 +96,10 @@ CONFIG = {
             }
         },
         "tools": {"build": {"context": "/repo", "dockerfile_inline": "FROM busybox:1\n"}},
-    }
+        # Runs what siblings build: compose's default name for nginx's image, web's own name.
+        "proxy-check": {"image": "catcollector-nginx", "pull_policy": "never"},
+        "init": {"image": "catcollector-web", "pull_policy": "never"},
+    },
 }
 
 
