@@ -1,27 +1,65 @@
 """Per-client request-rate and connection limits, and header size limits, enforced by nginx
-before a request reaches gunicorn."""
+before a request reaches gunicorn. The limits are kept per real client: behind the trusted load
+balancer, per X-Forwarded-For address; from anywhere else, per peer, whatever it claims.
 
+Each test exhausts a limit or needs a full one: each boots a stack of its own."""
+
+import math
 import socket
 import time
 import uuid
 
-from tests.stack.support import SITE_HOST
+from tests.stack.support import (
+    CURL_IMAGE,
+    OUTSIDER_ADDRESS,
+    SITE_HOST,
+    Stack,
+    boot,
+    never_reached_web,
+    public_network,
+    wait_until,
+)
 
-# Low limits, so a handful of requests shows them (the defaults are 20/s, burst 40, 50).
-STACK_ENV = {"NGINX_RATE_LIMIT": "5", "NGINX_RATE_BURST": "5", "NGINX_CONN_LIMIT": "3"}
+# A low rate, so that even a slow loop outruns it; every count below is bounded by the
+# time the loop took, never by how fast it ran.
+RATE, BURST = 1, 5
+LOW_RATE = {"NGINX_RATE_LIMIT": str(RATE), "NGINX_RATE_BURST": str(BURST)}
+LOOP_BOUND_S = 60
+RECOVERY_BOUND_S = 15
 
 
-def test_request_rate_limit_answers_429(shared_stack):
-    statuses = [shared_stack.get("/api/cats/").status_code for _ in range(40)]
-    assert set(statuses) == {200, 429}
-    # The burst (5) plus what the rate (5/s) refills while the loop runs pass.
-    assert 6 <= statuses.count(200) <= 25, statuses
-    assert statuses[:6] == [200] * 6
-    # Static files are not rate limited: a page load fetches many at once.
-    assert {shared_stack.get("/static/admin/css/base.css").status_code for _ in range(40)} == {200}
+def most_passing(elapsed_s: float) -> int:
+    """Requests the limit can let through in `elapsed_s`: the burst, the first request, and
+    what the rate refills meanwhile (one more for rounding at either end)."""
+    return BURST + 1 + math.ceil(elapsed_s * RATE) + 1
+
+
+def until_limited(stack: Stack, **headers: str) -> tuple[list[int], float]:
+    """Request the app until the first 429: (the statuses, the seconds it took)."""
+    statuses: list[int] = []
+    started = time.monotonic()
+    while time.monotonic() - started < LOOP_BOUND_S:
+        statuses.append(stack.get("/api/cats/", headers=headers).status_code)
+        if statuses[-1] == 429:
+            return statuses, time.monotonic() - started
+    raise AssertionError(f"no 429 within {LOOP_BOUND_S}s: {statuses}")
+
+
+def test_request_rate_limit_answers_429(compose_project, free_port):
+    stack = boot(compose_project, free_port(), env=LOW_RATE)
+    statuses, elapsed = until_limited(stack)
+    assert set(statuses[:-1]) == {200}
+    assert BURST + 1 <= len(statuses) - 1 <= most_passing(elapsed), (statuses, elapsed)
+
+    # The bucket is empty now, yet static files pass: a page load fetches many at once.
+    assert {stack.get("/static/admin/css/base.css").status_code for _ in range(40)} == {200}
     # The limit is a rate, not a ban.
-    time.sleep(2)
-    assert shared_stack.get("/api/cats/").status_code == 200
+    wait_until(
+        lambda: stack.get("/api/cats/").status_code == 200,
+        RECOVERY_BOUND_S,
+        interval=0.2,
+        what="a request through again",
+    )
 
 
 def slow_upload(port: int) -> socket.socket:
@@ -33,31 +71,86 @@ def slow_upload(port: int) -> socket.socket:
     return client
 
 
-def test_connection_limit_answers_429(shared_stack):
-    time.sleep(2)  # the rate limit's bucket refills after the previous test
-    busy = [slow_upload(shared_stack.port) for _ in range(3)]
+def test_connection_limit_answers_429(compose_project, free_port):
+    # The rate limit is lifted, so a 429 here can only be the connection limit's.
+    stack = boot(
+        compose_project,
+        free_port(),
+        env={"NGINX_CONN_LIMIT": "3", "NGINX_RATE_LIMIT": "10000", "NGINX_RATE_BURST": "10000"},
+    )
+    busy = [slow_upload(stack.port) for _ in range(3)]
     try:
-        time.sleep(0.5)
-        assert shared_stack.get("/api/cats/").status_code == 429
+        wait_until(
+            lambda: stack.get("/api/cats/").status_code == 429,
+            RECOVERY_BOUND_S,
+            interval=0.2,
+            what="429 with 3 requests in progress",
+        )
     finally:
         for client in busy:
             client.close()
-    time.sleep(0.5)
-    assert shared_stack.get("/api/cats/").status_code == 200
+    wait_until(
+        lambda: stack.get("/api/cats/").status_code == 200,
+        RECOVERY_BOUND_S,
+        interval=0.2,
+        what="200 once the 3 requests are gone",
+    )
 
 
-def test_oversized_headers_are_refused_before_gunicorn(shared_stack):
-    time.sleep(2)
+def test_oversized_headers_are_refused_before_gunicorn(compose_project, free_port):
+    stack = boot(compose_project, free_port())
     marker = f"/oversized-{uuid.uuid4().hex}/"
-    one_huge_header = shared_stack.get(marker, headers={"X-Big": "a" * 9000})
+    one_huge_header = stack.get(marker, headers={"X-Big": "a" * 9000})
     assert one_huge_header.status_code == 400
     assert "Request Header Or Cookie Too Large" in one_huge_header.text
     many_headers = {f"X-Filler-{i}": "b" * 7000 for i in range(6)}
-    assert shared_stack.get(marker, headers=many_headers).status_code == 400
-    assert shared_stack.get(f"{marker}?q={'c' * 9000}").status_code == 414
-    assert marker not in shared_stack.logs("web")
-    # (A request line too long to parse is logged without its path.)
-    nginx = [r["status"] for r in shared_stack.json_logs("nginx") if r["path"] == marker]
-    assert nginx == [400, 400]
+    assert stack.get(marker, headers=many_headers).status_code == 400
+    too_long = stack.get(f"{marker}?q={'c' * 9000}")
+    assert too_long.status_code == 414
+    # (A request line too long to parse is logged without its path: found by its request id.)
+    lines = stack.nginx_lines(lambda r: r["path"] == marker, count=2)
+    lines += stack.nginx_lines(lambda r: r["request_id"] == too_long.headers["X-Request-ID"])
+    assert [r["status"] for r in lines] == [400, 400, 414]
+    assert all(never_reached_web(r) for r in lines), lines
     # Ordinary requests with ordinary cookies are fine.
-    assert shared_stack.get("/api/cats/", headers={"Cookie": "a=" + "d" * 3000}).status_code == 200
+    assert stack.get("/api/cats/", headers={"Cookie": "a=" + "d" * 3000}).status_code == 200
+
+
+def test_limits_are_kept_per_real_client(compose_project, free_port, containers, run_id):
+    """Behind the trusted hop (these tests' address), each X-Forwarded-For address has a
+    bucket of its own; from outside the trusted ranges, a changing X-Forwarded-For does not
+    buy a new one."""
+    stack = boot(compose_project, free_port(), env=LOW_RATE)
+
+    statuses, _ = until_limited(stack, **{"X-Forwarded-For": "203.0.113.1"})
+    assert statuses[-1] == 429
+    started = time.monotonic()
+    other = [
+        stack.get("/api/cats/", headers={"X-Forwarded-For": "203.0.113.2"}).status_code
+        for _ in range(BURST + 1)
+    ]
+    # A shared bucket would have let through only what it refilled since the 429.
+    assert time.monotonic() - started < (BURST + 1) / RATE, "too slow to tell the buckets apart"
+    assert other == [200] * (BURST + 1)
+    addresses = {r["remote_addr"] for r in stack.nginx_lines(lambda r: r["status"] == 429)}
+    assert addresses == {"203.0.113.1"}
+
+    with public_network(stack, run_id) as (network, nginx_address):
+        loop = (
+            "date +%s.%N; for i in $(seq 1 20); do curl --silent --output /dev/null "
+            "--write-out '%{http_code} ' --header 'Host: localhost' "
+            '--header "X-Forwarded-For: 192.0.2.$i" http://$0:8080/api/cats/; done; echo; '
+            "date +%s.%N"
+        )
+        result = containers.run_once(
+            CURL_IMAGE, "-c", loop, nginx_address,
+            options=["--network", network, "--ip", OUTSIDER_ADDRESS, "--entrypoint", "sh"],
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    started_at, codes, ended_at = result.stdout.strip().splitlines()
+    spoofed = [int(code) for code in codes.split()]
+    assert len(spoofed) == 20
+    passed = spoofed.count(200)
+    assert passed <= most_passing(float(ended_at) - float(started_at)), spoofed
+    outsiders = stack.nginx_lines(lambda r: r["peer"] == OUTSIDER_ADDRESS, count=20)
+    assert {r["remote_addr"] for r in outsiders} == {OUTSIDER_ADDRESS}

@@ -1,46 +1,39 @@
 """A client outside the trusted proxy ranges cannot choose its address, scheme or request id.
 
 The client runs in a container on a network of our own with a public-looking subnet
-(198.51.100.0/24, TEST-NET-2: documentation space, never routed), attached to nginx, so nginx
-sees a public source address, as it would for a visitor reaching the VM directly."""
+(support.PUBLIC_SUBNET), attached to nginx, so nginx sees a public source address, as it would
+for a visitor reaching the VM directly. The tests share a stack (conftest): nginx joins the
+network for one test and leaves it afterwards."""
 
-import json
 import re
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.docker import RUN_LABEL, docker
-from tests.stack.support import SITE_HOST
-
-SUBNET = "198.51.100.0/24"
-CLIENT_ADDRESS = "198.51.100.50"
-CLIENT_IMAGE = "nginx:1.30-trixie"  # any image with curl; this one is already here
+from tests.stack.support import (
+    CURL_IMAGE,
+    OUTSIDER_ADDRESS,
+    SITE_HOST,
+    never_reached_web,
+    public_network,
+)
 
 
 @pytest.fixture
-def public_network(shared_stack, run_id) -> Iterator[tuple[str, str]]:
-    """(network name, nginx's address on it)."""
-    network = f"{run_id}-public-{uuid.uuid4().hex[:8]}"
-    docker("network", "create", "--subnet", SUBNET, "--label", f"{RUN_LABEL}={run_id}", network)
-    nginx = shared_stack.container("nginx")
-    try:
-        docker("network", "connect", network, nginx)
-        networks = json.loads(docker("container", "inspect", nginx).stdout)[0]["NetworkSettings"]
-        yield network, networks["Networks"][network]["IPAddress"]
-    finally:
-        docker("network", "disconnect", "--force", network, nginx, check=False)
-        docker("network", "rm", network)
+def outside(shared_stack, run_id) -> Iterator[tuple[str, str]]:
+    """(network name, nginx's address on it); nginx leaves the network afterwards."""
+    with public_network(shared_stack, run_id) as network:
+        yield network
 
 
 def request_from_outside(containers, network: str, url: str, headers: dict) -> dict:
-    """curl from CLIENT_ADDRESS; returns the status and response headers."""
+    """curl from OUTSIDER_ADDRESS; returns the status and response headers."""
     header_args = [arg for k, v in headers.items() for arg in ("--header", f"{k}: {v}")]
     result = containers.run_once(
-        CLIENT_IMAGE, "--silent", "--show-error", "--dump-header", "-", "--output", "/dev/null",
+        CURL_IMAGE, "--silent", "--show-error", "--dump-header", "-", "--output", "/dev/null",
         *header_args, url,
-        options=["--network", network, "--ip", CLIENT_ADDRESS, "--entrypoint", "curl"],
+        options=["--network", network, "--ip", OUTSIDER_ADDRESS, "--entrypoint", "curl"],
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     status_line, *lines = result.stdout.strip().splitlines()
@@ -48,8 +41,8 @@ def request_from_outside(containers, network: str, url: str, headers: dict) -> d
     return {"status": int(status_line.split()[1]), **{k.lower(): v for k, v in fields.items()}}
 
 
-def test_spoofed_forwarding_headers_are_replaced(shared_stack, containers, public_network):
-    network, nginx_address = public_network
+def test_spoofed_forwarding_headers_are_replaced(shared_stack, containers, outside):
+    network, nginx_address = outside
     forged_id = f"forged-{uuid.uuid4().hex}"
     answer = request_from_outside(
         containers,
@@ -69,28 +62,26 @@ def test_spoofed_forwarding_headers_are_replaced(shared_stack, containers, publi
     request_id = answer["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", request_id)
 
-    [nginx_line] = [r for r in shared_stack.json_logs("nginx") if r["request_id"] == request_id]
-    assert nginx_line["remote_addr"] == nginx_line["peer"] == CLIENT_ADDRESS
-    [web_line] = [
-        r
-        for r in shared_stack.json_logs("web")
-        if r.get("request_id") == request_id and r["logger"] == "gunicorn.access"
-    ]
-    assert web_line["remote_addr"] == CLIENT_ADDRESS
+    [nginx_line] = shared_stack.nginx_lines(lambda r: r["request_id"] == request_id)
+    assert nginx_line["remote_addr"] == nginx_line["peer"] == OUTSIDER_ADDRESS
+    [web_line] = shared_stack.json_lines(
+        "web", lambda r: r.get("request_id") == request_id and r["logger"] == "gunicorn.access"
+    )
+    assert web_line["remote_addr"] == OUTSIDER_ADDRESS
     assert forged_id not in shared_stack.logs("web")
     assert forged_id not in shared_stack.logs("nginx")
 
 
-def test_unknown_hosts_are_dropped_for_outsiders_too(shared_stack, containers, public_network):
-    network, nginx_address = public_network
+def test_unknown_hosts_are_dropped_for_outsiders_too(shared_stack, containers, outside):
+    network, nginx_address = outside
     marker = f"/dropped-{uuid.uuid4().hex}/"
     result = containers.run_once(
-        CLIENT_IMAGE, "--silent", "--header", "Host: attacker.example",
+        CURL_IMAGE, "--silent", "--header", "Host: attacker.example",
         f"http://{nginx_address}:8080{marker}",
-        options=["--network", network, "--ip", CLIENT_ADDRESS, "--entrypoint", "curl"],
+        options=["--network", network, "--ip", OUTSIDER_ADDRESS, "--entrypoint", "curl"],
     )  # fmt: skip
     # curl: empty reply (52) or connection reset (56); either way not one byte of an answer.
     assert (result.returncode, result.stdout) in ((52, ""), (56, ""))
-    [line] = [r for r in shared_stack.json_logs("nginx") if r["path"] == marker]
-    assert (line["status"], line["peer"]) == (444, CLIENT_ADDRESS)
-    assert marker not in shared_stack.logs("web")
+    [line] = shared_stack.nginx_lines(lambda r: r["path"] == marker)
+    assert (line["status"], line["peer"]) == (444, OUTSIDER_ADDRESS)
+    assert never_reached_web(line)

@@ -4,6 +4,9 @@ Shared by the stack and faults layers. The tests publish nginx on 127.0.0.1 only
 from the host, which reaches the container through the Docker bridge gateway: a private address,
 inside nginx's default trusted ranges, so the tests stand where a cloud load balancer stands.
 Where they model HTTPS at the load balancer they send `X-Forwarded-Proto: https`, as it does.
+
+"Never reached web" is read from nginx's own access line for the request (an empty
+`upstream_status`), never from the absence of a line in web's log, which can lag behind.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import io
 import json
 import os
 import re
+import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +27,7 @@ import requests
 from PIL import Image
 
 from tests.harness.compose import ComposeProject
-from tests.harness.docker import docker
+from tests.harness.docker import RUN_LABEL, docker
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -31,6 +36,7 @@ SUPERUSER = ("ops", "a-long-admin-password-1234")
 # A fresh stack (images cached, volumes empty) must be healthy within this; measured: README.
 UP_BOUND_S = 180
 REQUEST_TIMEOUT_S = 15
+LOG_WAIT_S = 15
 
 
 def record(name: str, values: dict) -> None:
@@ -101,8 +107,17 @@ class Client:
         fields = {"csrfmiddlewaretoken": self.cookies["csrftoken"], **data}
         return self.request("POST", path, data=fields, headers=headers, **kwargs)
 
+    def log_in(self, user: tuple[str, str] = SUPERUSER) -> None:
+        """Sign in through the admin's login form, as a browser does (CSRF cookie and token,
+        then the session cookie), all through nginx."""
+        response = self.post_form(
+            "/admin/login/", {"username": user[0], "password": user[1], "next": "/admin/"}
+        )
+        assert response.status_code == 302, f"login: {response.status_code} {response.text[:500]}"
+        assert "sessionid" in self.cookies
+
     def create_cat(self, name: str, photo: bytes | None = None, filename: str = "cat.png") -> str:
-        """Add a cat through the public form; returns its page's path."""
+        """Add a cat through the form (sign in first); returns its page's path."""
         files = {"photo": (filename, photo, "image/png")} if photo is not None else None
         response = self.post_form(
             "/cats/new/", {"name": name, "breed": "Tabby", "age": "3"}, files=files
@@ -162,6 +177,34 @@ class Stack:
     def exec(self, service: str, *command: str, user: str | None = None) -> str:
         return self.project.exec(service, *command, user=user).stdout
 
+    def create_superuser(self, user: tuple[str, str] = SUPERUSER) -> None:
+        """The README's way: a one-off web container running createsuperuser --noinput."""
+        self.project.run(
+            "web", "python", "manage.py", "createsuperuser", "--noinput",
+            "--username", user[0], "--email", f"{user[0]}@example.com",
+            env={"DJANGO_SUPERUSER_PASSWORD": user[1]},
+        )  # fmt: skip
+
+    def signed_in_client(self, **kwargs) -> Client:
+        client = Client(self, **kwargs)
+        client.log_in()
+        return client
+
+    def json_lines(
+        self, service: str, condition: Callable[[dict], bool], count: int = 1
+    ) -> list[dict]:
+        """`service`'s JSON log lines matching `condition`, once there are `count` of them (a
+        log can lag behind the response by a moment); fails after LOG_WAIT_S."""
+
+        def matching() -> list[dict] | None:
+            found = [line for line in self.json_logs(service) if condition(line)]
+            return found if len(found) >= count else None
+
+        return wait_until(matching, LOG_WAIT_S, what=f"{count} matching {service} log line(s)")
+
+    def nginx_lines(self, condition: Callable[[dict], bool], count: int = 1) -> list[dict]:
+        return self.json_lines("nginx", condition, count)
+
     def gateway_address(self) -> str:
         """The address the host's connections reach nginx from (the frontend network's
         gateway): where these tests stand in for the load balancer."""
@@ -197,6 +240,11 @@ def boot(make_project: Callable[..., ComposeProject], port: int, **kwargs) -> St
     return stack
 
 
+def never_reached_web(line: dict) -> bool:
+    """nginx answered this request itself: it asked no upstream."""
+    return line["upstream_status"] == ""
+
+
 def dropped(stack: Stack, path: str, host: str) -> bool:
     """nginx's 444: the connection closes before any byte of a response."""
     try:
@@ -211,11 +259,15 @@ HASHED_STATIC = re.compile(r"/static/[^\"']+\.[0-9a-f]{12}\.(?:css|js)")
 
 @contextmanager
 def running_stack(
-    name: str, env_dir: Path, port: int, env: Mapping[str, str] | None = None
+    name: str,
+    env_dir: Path,
+    port: int,
+    env: Mapping[str, str] | None = None,
+    files: tuple[str, ...] = ("compose.yaml",),
 ) -> Iterator[Stack]:
     """A stack shared by several tests (a module's): up, healthy, always taken down."""
     full_env = stack_env(port, **(env or {}))
-    project = ComposeProject(name, ["compose.yaml"], env_dir, env=full_env, cwd=REPO)
+    project = ComposeProject(name, list(files), env_dir, env=full_env, cwd=REPO)
     stack = Stack(project, port, env=full_env)
     try:
         try:
@@ -227,12 +279,56 @@ def running_stack(
         project.down()
 
 
+# A network with a public-looking subnet (TEST-NET-2: documentation space, never routed), for a
+# client nginx sees as a visitor reaching the VM directly, outside every trusted range.
+PUBLIC_SUBNET = "198.51.100.0/24"
+OUTSIDER_ADDRESS = "198.51.100.50"
+CURL_IMAGE = "nginx:1.30-trixie"  # any image with curl; this one is already here
+
+
+@contextmanager
+def public_network(stack: Stack, run_id: str) -> Iterator[tuple[str, str]]:
+    """nginx attached to a PUBLIC_SUBNET network of its own: (network name, nginx's address)."""
+    network = f"{run_id}-public-{uuid.uuid4().hex[:8]}"
+    docker(
+        "network", "create", "--subnet", PUBLIC_SUBNET, "--label", f"{RUN_LABEL}={run_id}", network
+    )
+    nginx = stack.container("nginx")
+    try:
+        docker("network", "connect", network, nginx)
+        networks = json.loads(docker("container", "inspect", nginx).stdout)[0]["NetworkSettings"]
+        yield network, networks["Networks"][network]["IPAddress"]
+    finally:
+        docker("network", "disconnect", "--force", network, nginx, check=False)
+        docker("network", "rm", network)
+
+
+def self_signed_certificate(folder: Path) -> Path:
+    """tls.crt and tls.key for localhost, readable by nginx's UID 101."""
+    folder.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(folder / "tls.key"), "-out", str(folder / "tls.crt"),
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    for path in (folder, *folder.iterdir()):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    return folder
+
+
 def failure_logs(item) -> list[tuple[str, str]]:
-    """Logs of the shared stack a failing test used, for its report."""
-    stack = getattr(item, "funcargs", {}).get("shared_stack")
-    if not isinstance(stack, Stack):
-        return []
-    return [(f"logs of {stack.project.describe()}", stack.project.logs() or "(no output)")]
+    """Logs of the module-wide stacks a failing test used (a Stack fixture, or one in a
+    tuple), for its report; per-test projects get theirs from the engine plugin."""
+    stacks = []
+    for value in getattr(item, "funcargs", {}).values():
+        for candidate in value if isinstance(value, tuple) else (value,):
+            if isinstance(candidate, Stack) and candidate not in stacks:
+                stacks.append(candidate)
+    return [
+        (f"logs of {stack.project.describe()}", stack.project.logs() or "(no output)")
+        for stack in stacks
+    ]
 
 
 def reconfigured(stack: Stack, env_dir: Path, files: tuple[str, ...] = (), **changes: str) -> Stack:

@@ -1,17 +1,20 @@
-"""nginx follows web containers that are recreated (an update) or scaled, with no reload."""
+"""nginx follows web containers that are recreated (an update) or scaled, with no reload.
+
+Each test recreates or scales web: each boots a stack of its own."""
 
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 
+import pytest
 import requests
 
 from tests.harness.docker import docker
-from tests.stack.support import SITE_HOST, Stack, record, wait_until
+from tests.stack.support import SITE_HOST, Stack, boot, record, wait_until
 
 # The load comes from one address (this host) standing in for many visitors behind the load
-# balancer, so the per-client limits are lifted for this module, as for a trusted hop.
+# balancer, so the per-client limits are lifted for these stacks.
 STACK_ENV = {"NGINX_RATE_LIMIT": "100000", "NGINX_RATE_BURST": "100000"}
 LOAD_THREADS = 4
 PAUSE_BETWEEN_REQUESTS_S = 0.02
@@ -69,21 +72,26 @@ class Load:
         )
 
 
+@pytest.fixture
+def stack(compose_project, free_port) -> Stack:
+    return boot(compose_project, free_port(), env=STACK_ENV)
+
+
 def health(stack: Stack, service: str) -> str:
     return stack.inspect(service)["State"]["Health"]["Status"]
 
 
-def test_nginx_recovers_by_itself_after_web_is_recreated_under_load(shared_stack):
-    nginx_before = shared_stack.inspect("nginx")
-    web_before = shared_stack.container("web")
-    with Load(shared_stack) as load:
+def test_nginx_recovers_by_itself_after_web_is_recreated_under_load(stack):
+    nginx_before = stack.inspect("nginx")
+    web_before = stack.container("web")
+    with Load(stack) as load:
         time.sleep(2)
         assert load.results
         assert not load.failures(), load.failures()[:5]
         recreate_started = time.monotonic()
-        shared_stack.project.compose("up", "--detach", "--force-recreate", "web")
-        assert shared_stack.container("web") != web_before
-        wait_until(lambda: health(shared_stack, "web") == "healthy", 120, what="web healthy")
+        stack.project.compose("up", "--detach", "--force-recreate", "web")
+        assert stack.container("web") != web_before
+        wait_until(lambda: health(stack, "web") == "healthy", 120, what="web healthy")
         web_healthy = time.monotonic()
         try:
             wait_until(
@@ -119,24 +127,24 @@ def test_nginx_recovers_by_itself_after_web_is_recreated_under_load(shared_stack
     assert set(outcomes) <= {"502", "503", "504"}, outcomes
     assert last_failure - web_healthy < RECOVERY_BOUND_S
     # ... and it recovered on its own: same container, never restarted or reloaded.
-    nginx_after = shared_stack.inspect("nginx")
+    nginx_after = stack.inspect("nginx")
     assert nginx_after["Id"] == nginx_before["Id"]
     assert nginx_after["State"]["StartedAt"] == nginx_before["State"]["StartedAt"]
     assert nginx_after["RestartCount"] == 0
-    assert "reconfiguring" not in shared_stack.logs("nginx")
+    assert "reconfiguring" not in stack.logs("nginx")
 
 
-def test_nginx_spreads_requests_over_scaled_web_containers(shared_stack):
-    shared_stack.project.compose(
+def test_nginx_spreads_requests_over_scaled_web_containers(stack):
+    stack.project.compose(
         "up", "--detach", "--wait", "--no-recreate", "--scale", "web=2", timeout=300
     )
-    containers = shared_stack.project.compose("ps", "--quiet", "web").stdout.split()
+    containers = stack.project.compose("ps", "--quiet", "web").stdout.split()
     assert len(containers) == 2
 
     def both_serve() -> bool:
         ids = {f"scale-{uuid.uuid4().hex}" for _ in range(20)}
         for request_id in ids:
-            response = shared_stack.get("/api/cats/", headers={"X-Request-ID": request_id})
+            response = stack.get("/api/cats/", headers={"X-Request-ID": request_id})
             assert response.status_code == 200
         served = [
             sum(request_id in docker("logs", c).stdout for request_id in ids) for c in containers
@@ -145,12 +153,12 @@ def test_nginx_spreads_requests_over_scaled_web_containers(shared_stack):
 
     # Within a few of the resolver's 2 s rounds, without a reload.
     wait_until(both_serve, RECOVERY_BOUND_S + 5, interval=1, what="both web containers serve")
-    assert "reconfiguring" not in shared_stack.logs("nginx")
+    assert "reconfiguring" not in stack.logs("nginx")
 
-    shared_stack.project.compose("up", "--detach", "--wait", "--scale", "web=1", timeout=300)
-    assert len(shared_stack.project.compose("ps", "--quiet", "web").stdout.split()) == 1
+    stack.project.compose("up", "--detach", "--wait", "--scale", "web=1", timeout=300)
+    assert len(stack.project.compose("ps", "--quiet", "web").stdout.split()) == 1
     wait_until(
-        lambda: all(shared_stack.get("/api/cats/").status_code == 200 for _ in range(10)),
+        lambda: all(stack.get("/api/cats/").status_code == 200 for _ in range(10)),
         RECOVERY_BOUND_S + 5,
         what="the remaining web container serves everything",
     )

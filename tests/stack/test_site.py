@@ -1,4 +1,6 @@
-"""A fresh stack from the exact compose.yaml, used through nginx as the load balancer uses it."""
+"""A fresh stack from the exact compose.yaml, used through nginx as the load balancer uses it.
+
+The tests here share one stack (conftest: they only read, or add cats under their own names)."""
 
 import gzip
 import json
@@ -10,9 +12,12 @@ from tests.stack.support import (
     SUPERUSER,
     UP_BOUND_S,
     dropped,
+    never_reached_web,
     noise_png,
     png_bytes,
+    python_in_web,
     record,
+    wait_until,
 )
 
 
@@ -61,13 +66,13 @@ def test_unknown_host_is_dropped_before_python(shared_stack):
     marker = f"/unknown-host-{uuid.uuid4().hex}/"
     for path in (marker, "/", "/admin/login/", "/api/cats/", "/static/admin/css/base.css"):
         assert dropped(shared_stack, path, host="attacker.example"), path
-    nginx_lines = [r for r in shared_stack.json_logs("nginx") if r["path"] == marker]
-    assert [r["status"] for r in nginx_lines] == [444]
-    assert marker not in shared_stack.logs("web")
+    [line] = shared_stack.nginx_lines(lambda r: r["path"] == marker)
+    assert line["status"] == 444
+    assert never_reached_web(line)
 
 
 def test_json_api(shared_stack):
-    client = shared_stack.client()
+    client = shared_stack.signed_in_client()
     name = f"API cat {uuid.uuid4().hex[:8]}"
     detail_path = client.create_cat(name)
     cat_id = int(re.fullmatch(r"/cats/(\d+)/", detail_path).group(1))
@@ -86,7 +91,7 @@ def test_json_api(shared_stack):
 
 
 def test_photo_upload_is_served_from_media_by_nginx(shared_stack):
-    client = shared_stack.client()
+    client = shared_stack.signed_in_client()
     photo = png_bytes(color=(10, 200, 30))
     page = client.get(client.create_cat("Photogenic", photo))
     photo_url = re.search(r'<img src="(/media/cats/[0-9a-f-]+\.png)"', page.text).group(1)
@@ -96,11 +101,16 @@ def test_photo_upload_is_served_from_media_by_nginx(shared_stack):
     assert served.content == photo
     assert served.headers["Content-Type"] == "image/png"
     assert served.headers["X-Content-Type-Options"] == "nosniff"
-    assert "sandbox" in served.headers["Content-Security-Policy"]
+    policy = served.headers["Content-Security-Policy"]
+    assert "sandbox" in policy
+    # A photo cannot be framed by another site (clickjacking with an uploaded image).
+    assert "frame-ancestors 'none'" in policy
     assert "Content-Disposition" not in served.headers
     assert served.headers["Cache-Control"] == "max-age=86400, public"
-    # nginx served it: Django never saw the request.
-    assert photo_url not in shared_stack.logs("web")
+    request_id = served.headers["X-Request-ID"]
+    [line] = shared_stack.nginx_lines(lambda r: r["request_id"] == request_id)
+    assert (line["path"], line["status"]) == (photo_url, 200)
+    assert never_reached_web(line)
 
 
 def test_media_serves_non_images_as_downloads_and_ignores_symlinks(shared_stack):
@@ -118,10 +128,24 @@ def test_media_serves_non_images_as_downloads_and_ignores_symlinks(shared_stack)
     assert shared_stack.client().request("POST", "/media/page.html").status_code == 403
 
 
+def test_upload_limit_defaults_agree(shared_stack):
+    """compose passes UPLOAD_MAX_MB only when .env sets it: unset, Django's default and
+    nginx's must be the same number."""
+    assert "UPLOAD_MAX_MB" not in shared_stack.env
+    django_mb = int(
+        python_in_web(
+            shared_stack, "from django.conf import settings; print(settings.UPLOAD_MAX_MB)"
+        )
+    )
+    nginx = shared_stack.exec("nginx", "nginx", "-T")
+    nginx_mb = int(re.search(r"client_max_body_size (\d+)m;", nginx).group(1))
+    assert nginx_mb == django_mb + 1
+
+
 def test_upload_limits_agree_with_django(shared_stack):
     """UPLOAD_MAX_MB (10) is Django's photo limit; nginx allows a little more, so a photo just
     over the limit gets Django's form error, and only far bigger bodies nginx's 413."""
-    client = shared_stack.client()
+    client = shared_stack.signed_in_client()
     client.get("/cats/new/")
     just_over = noise_png(1890)
     assert 10 * 1024 * 1024 < len(just_over) < 11 * 1024 * 1024
@@ -133,7 +157,6 @@ def test_upload_limits_agree_with_django(shared_stack):
     assert response.status_code == 200
     assert "the limit is 10 MB" in response.text
 
-    web_posts_before = shared_stack.logs("web").count('"POST /cats/new/')
     far_over = b"\0" * (12 * 1024 * 1024)
     response = client.post_form(
         "/cats/new/",
@@ -141,7 +164,10 @@ def test_upload_limits_agree_with_django(shared_stack):
         files={"photo": ("huge.png", far_over, "image/png")},
     )
     assert response.status_code == 413
-    assert shared_stack.logs("web").count('"POST /cats/new/') == web_posts_before
+    request_id = response.headers["X-Request-ID"]
+    [line] = shared_stack.nginx_lines(lambda r: r["request_id"] == request_id)
+    assert (line["method"], line["status"]) == ("POST", 413)
+    assert never_reached_web(line)
 
 
 def test_security_headers(shared_stack):
@@ -192,15 +218,16 @@ def test_static_files_compressed_and_cached_by_nginx(shared_stack):
 
     unhashed = shared_stack.get("/static/admin/css/base.css")
     assert unhashed.headers["Cache-Control"] == "max-age=60, public"
+    # nginx does not log static files; a request web logs after these marks how far its log
+    # has come: had web served the files, their lines would be above that one.
+    barrier = f"barrier-{uuid.uuid4().hex}"
+    assert shared_stack.get("/api/cats/", headers={"X-Request-ID": barrier}).status_code == 200
+    wait_until(lambda: barrier in shared_stack.logs("web"), 15, what="web's log up to date")
     assert path not in shared_stack.logs("web")
+    assert "/static/admin/css/base.css" not in shared_stack.logs("web")
 
 
 def test_admin_login_with_its_css(shared_stack):
-    shared_stack.project.compose(
-        "exec", "-T", "--env", f"DJANGO_SUPERUSER_PASSWORD={SUPERUSER[1]}", "web",
-        "python", "manage.py", "createsuperuser", "--noinput", "--username", SUPERUSER[0],
-        "--email", "ops@example.com",
-    )  # fmt: skip
     client = shared_stack.client()
     form = client.get("/admin/login/")
     assert form.status_code == 200
@@ -233,11 +260,11 @@ def test_request_ids_generated_or_kept_from_the_load_balancer(shared_stack):
     unsafe = shared_stack.get("/api/cats/", headers={"X-Request-ID": "bad id\tinjected"})
     assert re.fullmatch(r"[0-9a-f]{32}", unsafe.headers["X-Request-ID"])
 
-    for request_id_value in (request_id, from_balancer):
-        nginx = [r for r in shared_stack.json_logs("nginx") if r["request_id"] == request_id_value]
-        web = [r for r in shared_stack.json_logs("web") if r.get("request_id") == request_id_value]
-        assert len(nginx) == 1
-        assert any(r["logger"] == "gunicorn.access" for r in web), request_id_value
+    for value in (request_id, from_balancer):
+        assert len(shared_stack.nginx_lines(lambda r, v=value: r["request_id"] == v)) == 1
+        shared_stack.json_lines(
+            "web", lambda r, v=value: r.get("request_id") == v and r["logger"] == "gunicorn.access"
+        )
 
 
 def test_access_logs_are_json_with_the_client_address(shared_stack):
@@ -245,7 +272,7 @@ def test_access_logs_are_json_with_the_client_address(shared_stack):
     marker = f"/api/cats/?marker={uuid.uuid4().hex}"
     response = shared_stack.get(marker, headers={"X-Forwarded-For": client_address})
     request_id = response.headers["X-Request-ID"]
-    [line] = [r for r in shared_stack.json_logs("nginx") if r["request_id"] == request_id]
+    [line] = shared_stack.nginx_lines(lambda r: r["request_id"] == request_id)
     assert {
         "time", "level", "logger", "message", "request_id", "method", "path", "status",
         "duration_ms", "remote_addr", "bytes",
@@ -254,11 +281,9 @@ def test_access_logs_are_json_with_the_client_address(shared_stack):
     assert line["remote_addr"] == client_address
     assert line["peer"] == shared_stack.gateway_address()
     assert isinstance(line["duration_ms"], int)
-    [web_line] = [
-        r
-        for r in shared_stack.json_logs("web")
-        if r.get("request_id") == request_id and r["logger"] == "gunicorn.access"
-    ]
+    [web_line] = shared_stack.json_lines(
+        "web", lambda r: r.get("request_id") == request_id and r["logger"] == "gunicorn.access"
+    )
     assert web_line["remote_addr"] == client_address
 
 
