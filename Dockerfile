@@ -1,14 +1,19 @@
 # The production image: `docker build .` builds the runtime (the last stage).
 # README section "Image" explains every choice; tests/image proves them.
 
+# Both stages start from this tag (a minor version: 3.13 gets its patch releases).
+ARG PYTHON_IMAGE=python:3.13-slim-trixie
+
 # --- builder: wheels for every locked requirement ---------------------------------------------
-FROM python:3.13-slim-trixie AS builder
+FROM ${PYTHON_IMAGE} AS builder
 
 # A compiler for the requirements that publish no wheel for this platform; it never reaches the
 # runtime. Unpinned: the Debian release pinned in the base tag already fixes the versions.
+# apt's lists and downloads live in cache mounts shared with the runtime stage (never in a
+# layer); Debian's docker-clean hook would delete the cached downloads after each install.
 # hadolint ignore=DL3008
 RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
-    --mount=type=cache,target=/var/lib/apt,sharing=locked \
+    --mount=type=cache,target=/var/lib/apt/lists,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
     && apt-get update \
     && apt-get install --yes --no-install-recommends gcc libc6-dev
@@ -20,7 +25,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
         --requirement /tmp/requirements.txt
 
 # --- runtime --------------------------------------------------------------------------------
-FROM python:3.13-slim-trixie AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
 
 # GUNICORN_PORT is the image's port, defined here only: EXPOSE, gunicorn's bind and the health
 # probe read it. Not a setting: nginx's upstream must name the same port (README: Image).
@@ -31,17 +36,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     GUNICORN_PORT=8000
 
 # tini is PID 1 so plain `docker run` forwards signals and reaps zombies (compose's init: true
-# is then unnecessary).
-# The package lists and downloads live in cache mounts, so none of them lands in the layer.
+# is then unnecessary). The same apt cache mounts as the builder's.
 # hadolint ignore=DL3008
 RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     --mount=type=cache,target=/var/lib/apt/lists,sharing=locked \
-    apt-get update \
+    rm -f /etc/apt/apt.conf.d/docker-clean \
+    && apt-get update \
     && apt-get install --yes --no-install-recommends tini
 
-# Installed from the builder's wheels only (no index, no network, no cache left behind); the
-# hashes were checked when the builder downloaded them. No pip inside the virtualenv.
-RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+# Installed from the builder's wheels only, with the network switched off (no index, no cache
+# left behind); the hashes were checked when the builder downloaded them. No pip inside the
+# virtualenv.
+RUN --network=none \
+    --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python -m venv --without-pip /opt/venv \
     && pip --python /opt/venv/bin/python install --disable-pip-version-check --no-cache-dir \
         --no-index --no-deps /wheels/*.whl \
@@ -67,8 +74,11 @@ RUN python -m compileall -q /app \
 # Numeric, so orchestrators can verify it is not root without reading /etc/passwd.
 USER ${APP_UID}:${APP_GID}
 EXPOSE ${GUNICORN_PORT}
-# Liveness only (no database), through a probe that does not import Django.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --start-interval=2s --retries=3 \
+# Liveness only (no database), through a probe that does not import Django. gunicorn binds only
+# after the entrypoint has waited for PostgreSQL (DATABASE_WAIT_TIMEOUT, 60 s) and migrated:
+# the 10-minute start period covers that. It costs nothing when the start is quick: probes
+# run every 2 s meanwhile and the first success ends it.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=600s --start-interval=2s --retries=3 \
     CMD ["python", "/app/scripts/healthcheck.py"]
 ENTRYPOINT ["tini", "--", "/app/scripts/entrypoint"]
 CMD ["gunicorn", "--config", "python:config.gunicorn"]

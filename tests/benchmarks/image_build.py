@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.harness.base_images import Dockerfile, dockerfile_base_images
 from tests.harness.docker import docker
 from tests.harness.tracked import tracked_files
 
@@ -28,7 +29,7 @@ DEPENDENCY_STEPS = ("pip wheel", "pip --python /opt/venv/bin/python install")
 
 
 def base_image() -> str:
-    return re.findall(r"^FROM\s+(\S+)", (REPO / "Dockerfile").read_text(), re.MULTILINE)[-1]
+    return dockerfile_base_images(Dockerfile(REPO / "Dockerfile"))[-1]
 
 
 def build(context: Path) -> tuple[float, str]:

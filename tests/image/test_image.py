@@ -1,18 +1,18 @@
 """What the built image contains, and what it leaves out."""
 
 import json
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.harness.base_images import Dockerfile, dockerfile_base_images
 from tests.harness.docker import build_image, docker, image_config
 from tests.image.conftest import REPO, WEB_PORT
 
 APP_UID = "10001"
-# The runtime stage's base, as the Dockerfile names it.
-BASE_IMAGE = re.findall(r"^FROM\s+(\S+)", (REPO / "Dockerfile").read_text(), re.MULTILINE)[-1]
+# The runtime stage's base, as the Dockerfile names it (its ARG default resolved).
+BASE_IMAGE = dockerfile_base_images(Dockerfile(REPO / "Dockerfile"))[-1]
 
 
 def sh(image: str, script: str) -> subprocess.CompletedProcess[str]:
@@ -57,6 +57,17 @@ def test_no_compiler_no_caches_no_wheels_in_the_runtime(web_image):
     assert runtime - base == set()
 
 
+def test_dependencies_are_installed_with_the_network_off():
+    """BuildKit gives the install step no network at all (`RUN --network=none`), so it can
+    only use the builder's hash-checked wheels, whatever pip's options say. The built image
+    keeps no trace of the flag, so this reads the Dockerfile."""
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    [install] = [line for line in text.splitlines() if "/opt/venv/bin/python install" in line]
+    flags = install.split("python -m venv")[0].split()
+    assert flags[0] == "RUN"
+    assert "--network=none" in flags
+
+
 def test_dependencies_and_code_are_compiled_to_bytecode_at_build_time(web_image):
     result = sh(
         web_image,
@@ -84,6 +95,11 @@ def test_exec_form_entrypoint_under_tini_and_healthcheck_without_curl(web_image)
     assert config["Entrypoint"] == ["tini", "--", "/app/scripts/entrypoint"]
     assert config["Cmd"] == ["gunicorn", "--config", "python:config.gunicorn"]
     assert config["Healthcheck"]["Test"] == ["CMD", "python", "/app/scripts/healthcheck.py"]
+    # Long enough for the entrypoint's waits before gunicorn binds (the database's alone may
+    # take 60 s, then migrations), probed often enough that a quick start is seen at once.
+    seconds = 10**9
+    assert config["Healthcheck"]["StartPeriod"] >= 5 * 60 * seconds
+    assert config["Healthcheck"]["StartInterval"] <= 2 * seconds
     # The port is defined once (ENV) and EXPOSE names the same one.
     assert f"GUNICORN_PORT={WEB_PORT}" in config["Env"]
     assert set(config["ExposedPorts"]) == {f"{WEB_PORT}/tcp"}
@@ -139,7 +155,7 @@ def test_dockerignore_keeps_secrets_history_media_and_artefacts_out_of_the_conte
         (context / name).write_text("x")
     shutil.copy(REPO / ".dockerignore", context / ".dockerignore")
     probe = tmp_path / "probe.Dockerfile"
-    probe.write_text("FROM python:3.13-slim-trixie\nCOPY . /context\n")
+    probe.write_text(f"FROM {BASE_IMAGE}\nCOPY . /context\n")
     tag = "catcollector-test/dockerignore-probe:latest"
     build_image(context, tag, dockerfile=probe)
     try:
