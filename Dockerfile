@@ -75,9 +75,10 @@ RUN python -m compileall -q /app \
 USER ${APP_UID}:${APP_GID}
 EXPOSE ${GUNICORN_PORT}
 # Liveness only (no database), through a probe that does not import Django. gunicorn binds only
-# after the entrypoint has waited for PostgreSQL (DATABASE_WAIT_TIMEOUT, 60 s) and migrated:
-# the 10-minute start period covers that. It costs nothing when the start is quick: probes
-# run every 2 s meanwhile and the first success ends it.
+# after the entrypoint has waited for PostgreSQL (DATABASE_WAIT_TIMEOUT, 60 s), for another
+# container's migrations (DJANGO_MIGRATE_LOCK_TIMEOUT, 300 s) and run its own: the 10-minute
+# start period covers that. It costs nothing when the start is quick: probes run every 2 s
+# meanwhile and the first success ends it.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=600s --start-interval=2s --retries=3 \
     CMD ["python", "/app/scripts/healthcheck.py"]
 ENTRYPOINT ["tini", "--", "/app/scripts/entrypoint"]

@@ -19,6 +19,13 @@ class ConfigurationError(Exception):
     """The environment does not describe a runnable configuration."""
 
 
+def first_line(error: Exception) -> str:
+    """An error's first line, whitespace collapsed: libpq's says what failed, later ones are
+    generic advice."""
+    lines = str(error).strip().splitlines()
+    return " ".join(lines[0].split()) if lines else type(error).__name__
+
+
 def report(exc: ConfigurationError) -> None:
     print(f"error: {exc}", file=sys.stderr, flush=True)
 

@@ -16,17 +16,11 @@ import psycopg
 from django.db import connections
 
 from config.env import Env
-from config.errors import exit_on_configuration_error
+from config.errors import exit_on_configuration_error, first_line
 from config.preflight import exit_if_misconfigured
 
 RETRY_INTERVAL_S = 1
 logger = logging.getLogger("entrypoint.wait_for_db")
-
-
-def first_line(error: Exception) -> str:
-    """libpq's first line says what failed; later ones are generic advice."""
-    lines = str(error).strip().splitlines()
-    return " ".join(lines[0].split()) if lines else type(error).__name__
 
 
 def refused_for_good(error: psycopg.Error) -> bool:
@@ -46,7 +40,7 @@ def main() -> None:
     database = connections["default"]
     where = f"{database.settings_dict['HOST']}:{database.settings_dict['PORT'] or 5432}"
     params = database.get_connection_params()
-    connect_timeout = params.get("connect_timeout", 5)
+    connect_timeout = params["connect_timeout"]  # DATABASE_CONNECT_TIMEOUT
 
     deadline = time.monotonic() + timeout
     while True:

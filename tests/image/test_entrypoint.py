@@ -194,3 +194,45 @@ def test_three_containers_starting_at_once_migrate_exactly_once(database, web_fa
     )
     assert duplicates == []
     assert all(web.get("/readyz").json() == {"status": "ok"} for web in webs)
+
+
+def test_waiting_for_another_containers_migrations_is_bounded(containers, database, web_image):
+    env = web_env(database) | {"DJANGO_MIGRATE_LOCK_TIMEOUT": "3"}
+    with database.connect() as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_ID])
+        result, seconds = run_once(
+            containers, web_image, env=env, options=["--network", database.network]
+        )
+    assert result.returncode == 1
+    assert 3 <= seconds < 20
+    assert result.stderr == (
+        "error: another container has held the migration lock for 3 s "
+        "(DJANGO_MIGRATE_LOCK_TIMEOUT); its migrations may still be running: see its logs, "
+        "then restart this one or raise the timeout\n"
+    )
+    progress = [json.loads(line) for line in result.stdout.splitlines()]
+    waiting = [line for line in progress if line["logger"] == "entrypoint.migrate"]
+    assert [line["message"] for line in waiting] == [
+        "another container is migrating; waiting for it to finish (0 of 3 s)"
+    ]
+    assert database.query("SELECT to_regclass('django_migrations')") == [(None,)]
+
+
+def test_a_database_error_while_migrating_is_one_line(containers, database, web_image):
+    """A table in the way (left by hand, or by another app) makes cats.0001_initial fail:
+    that migration is rolled back, the ones before it stay applied, and the server never
+    starts."""
+    with database.connect() as connection:
+        connection.execute("CREATE TABLE cats_cat (id integer)")
+    result, _ = run_once(
+        containers, web_image, env=web_env(database), options=["--network", database.network]
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        'error: migration cats.0001_initial failed: relation "cats_cat" already exists\n'
+    )
+    messages = [json.loads(line)["message"] for line in result.stdout.splitlines()]
+    assert "Applying contenttypes.0001_initial... OK" in messages
+    applied = database.query("SELECT app FROM django_migrations")
+    assert ("contenttypes",) in applied
+    assert ("cats",) not in applied
