@@ -290,8 +290,10 @@ STORAGES = {
 FILE_UPLOAD_PERMISSIONS = 0o644
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o755
 
-# One number for the whole stack: nginx's client_max_body_size reads the same variable.
-UPLOAD_MAX_MB = env.integer("UPLOAD_MAX_MB", 10, minimum=1, maximum=1024)
+# One number for the whole stack: nginx's client_max_body_size reads the same variable. At
+# most 100: uploads are spooled to web's 256 MB /tmp tmpfs (and buffered in nginx's), which
+# must hold a few at once.
+UPLOAD_MAX_MB = env.integer("UPLOAD_MAX_MB", 10, minimum=1, maximum=100)
 UPLOAD_MAX_BYTES = UPLOAD_MAX_MB * 1024 * 1024
 
 

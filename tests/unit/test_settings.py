@@ -154,6 +154,10 @@ def test_database_url_is_used_instead_of_postgres_variables(cluster):
         ({"DJANGO_SECURE_SSL_REDIRECT": "maybe"}, ["DJANGO_SECURE_SSL_REDIRECT", "boolean"]),
         ({"UPLOAD_MAX_MB": "ten"}, ["UPLOAD_MAX_MB='ten' is not a whole number"]),
         ({"UPLOAD_MAX_MB": "0"}, ["UPLOAD_MAX_MB=0 is out of range"]),
+        (
+            {"UPLOAD_MAX_MB": "101"},
+            ["UPLOAD_MAX_MB=101 is out of range; use a value from 1 to 100"],
+        ),
         ({"DATABASE_CONNECT_TIMEOUT": "-1"}, ["DATABASE_CONNECT_TIMEOUT=-1 is out of range"]),
         ({"POSTGRES_PORT": "99999"}, ["POSTGRES_PORT=99999 is out of range"]),
         ({"DJANGO_SECURE_HSTS_SECONDS": "1y"}, ["DJANGO_SECURE_HSTS_SECONDS", "whole number"]),
