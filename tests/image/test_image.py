@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tests.harness.base_images import Dockerfile, dockerfile_base_images
 from tests.harness.docker import build_image, docker, image_config
+from tests.image import build_cache
 from tests.image.conftest import REPO, WEB_PORT
 
 APP_UID = "10001"
@@ -166,6 +167,24 @@ def test_dockerignore_keeps_secrets_history_media_and_artefacts_out_of_the_conte
     assert set(wanted) <= shipped
     assert shipped.isdisjoint(unwanted), shipped & set(unwanted)
     assert "app/cats/views.py" in shipped
+
+
+def test_a_code_change_rebuilds_without_reinstalling_dependencies(web_image, tmp_path):
+    """Layers in change order: after a one-line change to application code, the steps that
+    download and install the requirements come from the build cache. Built in a copy of the
+    context, which the engine's cache already holds (web_image), then built again."""
+    tag = "catcollector-test/web:layers"
+    context = build_cache.copy_build_context(tmp_path / "context")
+    try:
+        build_cache.build(context, tag)
+        build_cache.change_code(context)
+        _, log = build_cache.build(context, tag)
+    finally:
+        docker("image", "rm", tag, check=False)
+    for instruction in build_cache.DEPENDENCY_STEPS:
+        assert build_cache.was_cached(log, instruction), build_cache.step_lines(log, instruction)
+    # The change itself was seen: the code was copied again.
+    assert not build_cache.was_cached(log, "COPY app ./app")
 
 
 def test_hadolint_passes_on_the_dockerfile():
