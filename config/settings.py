@@ -114,14 +114,14 @@ CSRF_TRUSTED_ORIGINS = read_trusted_origins()
 
 # Trust model: nginx is the only hop that talks to Django and it always overwrites
 # X-Forwarded-Proto (with its own scheme, or with the load balancer's value when the LB is in
-# its trusted ranges), so a client cannot choose it. Host is likewise set by nginx.
+# its trusted ranges), so a client cannot choose it. This is the only place the scheme is
+# decided: gunicorn and uvicorn read no proxy header (config.gunicorn). Host is likewise set
+# by nginx; X-Forwarded-Host and -Port are ignored (Django's defaults).
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https")
     if env.boolean("DJANGO_TRUST_X_FORWARDED_PROTO", default=True)
     else None
 )
-USE_X_FORWARDED_HOST = False
-USE_X_FORWARDED_PORT = False
 
 SECURE_SSL_REDIRECT = env.boolean("DJANGO_SECURE_SSL_REDIRECT", default=True)
 SECURE_HSTS_SECONDS = env.integer(

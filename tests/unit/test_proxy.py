@@ -110,6 +110,17 @@ def test_plain_http_is_redirected_to_https_with_path_and_query():
 
 
 @pytest.mark.django_db
+def test_forwarded_host_and_port_are_ignored():
+    """Only nginx's Host counts; with X-Forwarded-Host honoured this would redirect elsewhere
+    (or refuse the host)."""
+    headers = {"x-forwarded-host": "evil.example", "x-forwarded-port": "8443"}
+    client = Client(headers={"host": SITE_HOST, "x-forwarded-proto": "http", **headers})
+    response = client.get("/?page=2")
+    assert response.status_code == 301
+    assert response["Location"] == f"https://{SITE_HOST}/?page=2"
+
+
+@pytest.mark.django_db
 def test_forwarded_proto_is_ignored_when_not_trusted(settings):
     settings.SECURE_PROXY_SSL_HEADER = None
     response = Client(headers={"host": SITE_HOST, "x-forwarded-proto": "https"}).get("/")
