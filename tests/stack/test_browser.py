@@ -48,7 +48,7 @@ def test_admin_login_in_a_real_browser(site, tmp_path):
     photo.write_bytes(png_bytes(color=(90, 60, 30)))
     assert os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} missing: tests/harness/host-packages.txt"
 
-    failed_responses, console = [], []
+    failed_responses, failed_requests, console = [], [], []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
@@ -58,6 +58,12 @@ def test_admin_login_in_a_real_browser(site, tmp_path):
             context.set_default_timeout(BROWSER_TIMEOUT_MS)
             page = context.new_page()
             page.on("console", lambda message: console.append((message.type, message.text)))
+            page.on(
+                "requestfailed",
+                lambda request: failed_requests.append(
+                    (request.method, request.url, request.failure)
+                ),
+            )
             page.on(
                 "response",
                 lambda response: (
@@ -96,6 +102,11 @@ def test_admin_login_in_a_real_browser(site, tmp_path):
             page.goto(f"{base}/admin/")
             assert "Site administration" in page.title()
             page.goto(f"{base}/")
+        except Exception as error:
+            # Playwright says only where the page ended up; the browser's own errors say why.
+            raise AssertionError(
+                f"{error}\nfailed requests: {failed_requests}\nconsole: {console}"
+            ) from error
         finally:
             browser.close()
 
