@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connections
 
 from config import gunicorn_logging
 from config.env import Env
@@ -32,8 +33,9 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Each worker measured about 60 MB resident (20 to 40 MB of it its own with preloading), up to
 # 9 threads under wsgi and 12 under asgi, and up to GUNICORN_THREADS database connections. At 8
 # workers that still fits compose's web limits (mem_limit 1g with a full 256 MB /tmp, even
-# without preloading; pids_limit 256) and PostgreSQL's 100 connections with room for a second
-# replica during an update. Bigger machines: set GUNICORN_WORKERS and those limits together.
+# without preloading; pids_limit 256) and, under wsgi, PostgreSQL's 100 connections with room
+# for a second replica during an update (asgi workers may hold DJANGO_DB_POOL_MAX_SIZE each:
+# README, Sizing). Bigger machines: set GUNICORN_WORKERS and those limits together.
 MAX_DEFAULT_WORKERS = 8
 
 
@@ -116,6 +118,18 @@ def trusted_proxies(env: Env) -> str:
                 "like 172.18.0.0/16"
             ) from None
     return ",".join(value)
+
+
+def worker_exit(server, worker) -> None:
+    """Close the database pool while the worker's interpreter still runs its threads.
+
+    Left to interpreter shutdown, psycopg_pool waits 5 s for each of its (by then frozen)
+    threads, so every worker replaced after max_requests lingered 20 s before gunicorn
+    started its successor, and a container stopped meanwhile answered 502 for that long.
+    """
+    for connection in connections.all():
+        if connection.alias in getattr(connection, "_connection_pools", {}):
+            connection.close_pool()
 
 
 # --- Settings gunicorn reads from this module ------------------------------------------------
