@@ -21,6 +21,7 @@ from pathlib import Path
 import requests
 
 from tests.benchmarks.db_connections import parse_wrk
+from tests.harness.base_images import service_image
 from tests.harness.containers import Containers
 from tests.harness.docker import build_image, docker, run_id
 
@@ -54,7 +55,7 @@ def main() -> None:
     try:
         network = containers.network()
         containers.run(
-            "postgres:17-trixie",
+            service_image(REPO, "db"),
             env={"POSTGRES_PASSWORD": PASSWORD},
             options=["--network", network, "--network-alias", "db"],
         )

@@ -24,11 +24,12 @@ from pathlib import Path
 import requests
 
 from tests.benchmarks.db_connections import parse_wrk
+from tests.harness.base_images import dockerfile_base
 from tests.harness.compose import ComposeProject
 from tests.harness.docker import docker, free_port
 from tests.stack.support import REPO, SITE_HOST, stack_env
 
-RAW_IMAGE = "nginx:1.30-trixie"
+RAW_IMAGE = dockerfile_base(REPO, "nginx/Dockerfile", named_contexts=frozenset({"web"}))
 RAW_SITE = """server {
     listen 8081;
     access_log off;

@@ -8,7 +8,8 @@ import threading
 import time
 import uuid
 
-from tests.stack.support import SITE_HOST, never_reached_web, wait_until
+from tests.harness.base_images import dockerfile_base
+from tests.stack.support import REPO, SITE_HOST, never_reached_web, wait_until
 
 SLOW_CLIENTS = 20
 # nginx's client_header_timeout, client_body_timeout and send_timeout
@@ -17,7 +18,7 @@ NGINX_TIMEOUT_S = 10
 TRICKLE_EVERY_S = 2
 # How long a slow client may stay connected before the test calls it not cut off.
 LOOP_BOUND_S = 25
-PYTHON_IMAGE = "python:3.13-slim-trixie"  # the web image's base: already here
+PYTHON_IMAGE = dockerfile_base(REPO, "Dockerfile")  # the web image's base: already here
 
 
 def open_slow_client(port: int, first_bytes: bytes) -> socket.socket:

@@ -215,3 +215,17 @@ def project_base_images(repo: Path, config: dict | None = None) -> list[str]:
     for dockerfile in dockerfiles:
         images.update(dockerfile_base_images(dockerfile))
     return sorted(images)
+
+
+def dockerfile_base(repo: Path, relative: str, named_contexts: frozenset[str] = frozenset()) -> str:
+    """The one base image a project Dockerfile starts from, for tests that run that image
+    directly: read from the file, so a bumped tag is never tested against the old one."""
+    images = dockerfile_base_images(Dockerfile(repo / relative, named_contexts=named_contexts))
+    if len(images) != 1:
+        raise BaseImageError(f"{relative}: expected one base image, found {images}")
+    return images[0]
+
+
+def service_image(repo: Path, service: str) -> str:
+    """The image compose.yaml runs for a service it pulls (db: the official postgres image)."""
+    return compose_config(repo)["services"][service]["image"]

@@ -18,12 +18,13 @@ import psycopg
 import pytest
 import requests
 
+from tests.harness.base_images import service_image
 from tests.harness.containers import Container, Containers
 from tests.harness.docker import build_image, docker
 
 REPO = Path(__file__).resolve().parents[2]
 WEB_IMAGE = "catcollector-test/web:latest"
-POSTGRES_IMAGE = "postgres:17-trixie"
+POSTGRES_IMAGE = service_image(REPO, "db")
 SITE_HOST = "cats.example.com"
 DB_ALIAS = "db"
 DB_PASSWORD = "image-tests-password"  # noqa: S105 (throwaway database of one test)

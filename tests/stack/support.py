@@ -26,6 +26,7 @@ from pathlib import Path
 import requests
 from PIL import Image
 
+from tests.harness.base_images import dockerfile_base
 from tests.harness.compose import ComposeProject
 from tests.harness.docker import RUN_LABEL, docker
 
@@ -283,7 +284,8 @@ def running_stack(
 # client nginx sees as a visitor reaching the VM directly, outside every trusted range.
 PUBLIC_SUBNET = "198.51.100.0/24"
 OUTSIDER_ADDRESS = "198.51.100.50"
-CURL_IMAGE = "nginx:1.30-trixie"  # any image with curl; this one is already here
+# Any image with curl; nginx's base is already here.
+CURL_IMAGE = dockerfile_base(REPO, "nginx/Dockerfile", named_contexts=frozenset({"web"}))
 
 
 @contextmanager

@@ -9,10 +9,12 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
+from tests.harness.base_images import service_image
 from tests.harness.docker import clean_env, docker
 from tests.stack.support import REPO, SUPERUSER, boot, stack_env, wait_until
 
 ENV_EXAMPLE = REPO / ".env.example"
+DB_IMAGE = service_image(REPO, "db")
 IMAGE_ONLY = "image only: compose does not pass this"
 VARIABLE_LINE = re.compile(r"^(?:# )?([A-Z][A-Z0-9_]*)=")
 # Each override with compose.yaml, and the values its required variables need.
@@ -170,9 +172,7 @@ def test_init_secrets_runs_the_image_web_builds(compose_project):
     assert config["init-secrets"]["image"] == f"{project.name}-web"
     assert config["init-secrets"]["pull_policy"] == "never"
     images = project.compose("config", "--images").stdout.split()
-    assert sorted(set(images)) == sorted(
-        {f"{project.name}-web", f"{project.name}-nginx", "postgres:17-trixie"}
-    )
+    assert sorted(set(images)) == sorted({f"{project.name}-web", f"{project.name}-nginx", DB_IMAGE})
 
 
 def test_database_url_beside_the_db_service_is_a_clear_error(compose_project, free_port):
@@ -212,7 +212,7 @@ def test_external_database_through_the_documented_override(
 ):
     network = containers.network()
     database = containers.run(
-        "postgres:17-trixie",
+        DB_IMAGE,
         env={"POSTGRES_USER": "ext", "POSTGRES_PASSWORD": "ext-password", "POSTGRES_DB": "extdb"},
         options=["--network", network, "--network-alias", "external-db"],
     )

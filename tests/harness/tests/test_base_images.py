@@ -10,6 +10,7 @@ from tests.harness.base_images import (
     Dockerfile,
     compose_base_images,
     compose_dockerfiles,
+    dockerfile_base,
     dockerfile_base_images,
     project_base_images,
 )
@@ -161,3 +162,11 @@ def test_tracked_but_deleted_dockerfile_is_an_error(tmp_path):
     (repo / "Dockerfile").unlink()
     with pytest.raises(BaseImageError, match="tracked but missing"):
         project_base_images(repo, {})
+
+
+def test_the_base_tests_run_directly_follows_the_dockerfile(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM python:3.14-slim-trixie AS builder\nFROM builder\n")
+    assert dockerfile_base(tmp_path, "Dockerfile") == "python:3.14-slim-trixie"
+    (tmp_path / "Two").write_text("FROM python:3.14-slim-trixie\nFROM debian:trixie-slim\n")
+    with pytest.raises(BaseImageError, match="expected one base image"):
+        dockerfile_base(tmp_path, "Two")
