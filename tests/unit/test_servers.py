@@ -116,6 +116,7 @@ def test_real_server_serves_probes_pages_and_json_logs(server):
 
 def gunicorn_without_secret(*args: str) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
+    environ["GUNICORN_PORT"] = "8000"  # the image's ENV; --bind below overrides the address
     return subprocess.run(
         [GUNICORN, *args, "--bind=127.0.0.1:0", "--no-control-socket"],
         cwd=REPO,
@@ -144,12 +145,9 @@ def test_a_worker_that_cannot_load_the_settings_stops_gunicorn(app):
     assert "Traceback" not in result.stderr
 
 
-def test_preflight_in_gunicorns_config_stops_it_before_any_worker(tmp_path):
-    config = tmp_path / "gunicorn_conf.py"
-    config.write_text(
-        "from config.preflight import exit_if_misconfigured\n\nexit_if_misconfigured()\n"
-    )
-    result = gunicorn_without_secret("-c", str(config), "--workers=4", "config.wsgi:application")
+def test_the_images_gunicorn_config_stops_it_before_any_worker():
+    """The image's own command line: its config module checks the settings in the master."""
+    result = gunicorn_without_secret("--config", "python:config.gunicorn", "--workers=4")
     assert result.returncode == EXIT_CODE
     assert result.stderr.startswith("error: DJANGO_SECRET_KEY is not set")
     assert len(result.stderr.splitlines()) == 1
