@@ -31,11 +31,12 @@ MODES = {
 }
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Each worker measured about 60 MB resident (20 to 40 MB of it its own with preloading), up to
-# 9 threads under wsgi and 12 under asgi, and up to GUNICORN_THREADS database connections. At 8
-# workers that still fits compose's web limits (mem_limit 1g with a full 256 MB /tmp, even
-# without preloading; pids_limit 256) and, under wsgi, PostgreSQL's 100 connections with room
-# for a second replica during an update (asgi workers may hold DJANGO_DB_POOL_MAX_SIZE each:
-# README, Sizing). Bigger machines: set GUNICORN_WORKERS and those limits together.
+# 9 threads under wsgi (under asgi 5 plus one per request in progress), and up to
+# GUNICORN_THREADS database connections. At 8 workers that still fits compose's web limits
+# (mem_limit 1g with a full 256 MB /tmp, even without preloading; pids_limit 256) and, under
+# wsgi, PostgreSQL's 100 connections with room for a second replica during an update (asgi
+# workers may hold DJANGO_DB_POOL_MAX_SIZE each: README, Sizing). Bigger machines: set
+# GUNICORN_WORKERS and those limits together.
 MAX_DEFAULT_WORKERS = 8
 
 

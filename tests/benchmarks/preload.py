@@ -44,6 +44,17 @@ def wait_until_serving(port: int) -> None:
     raise SystemExit(f"the web container on port {port} never became ready")
 
 
+def network_with_database(containers: Containers, password: str) -> str:
+    """A network where compose's PostgreSQL image answers as `db`, as in the stack."""
+    network = containers.network()
+    containers.run(
+        service_image(REPO, "db"),
+        env={"POSTGRES_PASSWORD": password},
+        options=["--network", network, "--network-alias", "db"],
+    )
+    return network
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=8)
@@ -53,12 +64,7 @@ def main() -> None:
     build_image(REPO, IMAGE)
     containers = Containers(run_id(), "bench-preload")
     try:
-        network = containers.network()
-        containers.run(
-            service_image(REPO, "db"),
-            env={"POSTGRES_PASSWORD": PASSWORD},
-            options=["--network", network, "--network-alias", "db"],
-        )
+        network = network_with_database(containers, PASSWORD)
         env = {
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
             "DJANGO_ALLOWED_HOSTS": "localhost,127.0.0.1",

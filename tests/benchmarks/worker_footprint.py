@@ -19,8 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.benchmarks.preload import wait_until_serving
-from tests.harness.base_images import service_image
+from tests.benchmarks.preload import network_with_database, wait_until_serving
 from tests.harness.containers import Containers
 from tests.harness.docker import build_image, docker, run_id
 
@@ -119,12 +118,7 @@ def main() -> None:
     build_image(REPO, IMAGE)
     containers = Containers(run_id(), "bench-footprint")
     try:
-        network = containers.network()
-        containers.run(
-            service_image(REPO, "db"),
-            env={"POSTGRES_PASSWORD": PASSWORD},
-            options=["--network", network, "--network-alias", "db"],
-        )
+        network = network_with_database(containers, PASSWORD)
         seeded = containers.run_once(
             IMAGE, "sh", "-c",
             "python scripts/wait_for_db.py && python scripts/migrate.py"
