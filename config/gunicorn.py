@@ -128,8 +128,8 @@ def worker_exit(server, worker) -> None:
     threads, so every worker replaced after max_requests lingered 20 s before gunicorn
     started its successor, and a container stopped meanwhile answered 502 for that long.
     """
-    for connection in connections.all():
-        if connection.alias in getattr(connection, "_connection_pools", {}):
+    if settings.DB_CONNECTIONS == "pool":
+        for connection in connections.all():
             connection.close_pool()
 
 

@@ -115,17 +115,12 @@ def test_real_server_serves_probes_pages_and_json_logs(server):
 
 
 def gunicorn_without_secret(*args: str) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
-    environ["GUNICORN_PORT"] = "8000"  # the image's ENV; --bind below overrides the address
-    return subprocess.run(
-        [GUNICORN, *args, "--bind=127.0.0.1:0", "--no-control-socket"],
-        cwd=REPO,
-        env=environ,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    return run_python(
+        "-m", "gunicorn", *args, "--bind=127.0.0.1:0", "--no-control-socket",
+        # The image's ENV; --bind overrides the address.
+        env={"GUNICORN_PORT": "8000"},
+        unset=("DJANGO_SECRET_KEY",),
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("app", SERVERS.values(), ids=SERVERS.keys())
