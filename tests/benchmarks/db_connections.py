@@ -18,7 +18,6 @@ does not start with test_).
 import argparse
 import os
 import random
-import re
 import secrets
 import shutil
 import signal
@@ -30,9 +29,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.unit.postgres import Cluster, free_port
+from tests.benchmarks.wrk import parse_wrk
+from tests.harness import REPO
+from tests.harness.ports import free_port
+from tests.harness.postgres import Cluster, HostCluster, PostgresUnavailable, host_binaries
 
-REPO = Path(__file__).resolve().parents[2]
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 WORKERS = 2
 THREADS = 4
@@ -143,25 +144,6 @@ def cpu_seconds(root: int) -> float:
     return ticks / CLOCK_TICKS
 
 
-def parse_wrk(output: str) -> dict[str, float]:
-    def latency_ms(label: str) -> float:
-        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", output).groups()
-        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
-
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    socket_errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
-        "p50": latency_ms("50%"),
-        "p99": latency_ms("99%"),
-        "errors": (int(errors.group(1)) if errors else 0)
-        + (sum(map(int, socket_errors.groups())) if socket_errors else 0),
-    }
-
-
 def measure(
     server: str, mode: str, cluster: Cluster, scratch: Path, *, duration: int, role: dict[str, str]
 ) -> dict:
@@ -223,13 +205,21 @@ def measure(
             process.wait()
 
 
+def host_cluster() -> HostCluster:
+    """The server's CPU time is read from its process: a cluster from the host's binaries."""
+    binaries = host_binaries()
+    if binaries is None:
+        raise PostgresUnavailable("this benchmark needs Debian's postgresql server binaries")
+    return HostCluster(binaries).start()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    cluster = Cluster().start()
+    cluster = host_cluster()
     scratch = Path(tempfile.mkdtemp(prefix="cats-bench-"))
     try:
         role = app_role(cluster)

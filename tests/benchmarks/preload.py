@@ -16,16 +16,15 @@ import secrets
 import statistics
 import subprocess
 import time
-from pathlib import Path
 
 import requests
 
-from tests.benchmarks.db_connections import parse_wrk
+from tests.benchmarks.wrk import parse_wrk
+from tests.harness import REPO
 from tests.harness.base_images import service_image
 from tests.harness.containers import Containers
 from tests.harness.docker import build_image, docker, run_id
 
-REPO = Path(__file__).resolve().parents[2]
 IMAGE = "catcollector-bench/web:latest"
 VARIANTS = ("true", "false")
 PATHS = ("/healthz", "/api/cats/?page_size=20")

@@ -17,13 +17,14 @@ from pathlib import Path
 
 from tests.benchmarks.db_connections import (
     GUNICORN,
-    REPO,
     django_env,
-    parse_wrk,
+    host_cluster,
     seed,
     wait_until_up,
 )
-from tests.unit.postgres import Cluster, free_port
+from tests.benchmarks.wrk import parse_wrk
+from tests.harness import REPO
+from tests.harness.ports import free_port
 
 PATHS = ("/healthz", "/readyz", "/api/cats/?page_size=20")
 
@@ -33,7 +34,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds per path")
     args = parser.parse_args()
 
-    cluster = Cluster().start()
+    cluster = host_cluster()
     scratch = Path(tempfile.mkdtemp(prefix="cats-bench-"))
     port = free_port()
     env = django_env(cluster, scratch)

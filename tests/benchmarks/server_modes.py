@@ -10,7 +10,7 @@ on 127.0.0.1 only, always taken down), each seeded with the same 40 cats:
   asgi    GUNICORN_MODE=asgi (uvicorn through the uvicorn-worker package)
   native  GUNICORN_MODE=asgi with the web command overridden to add `--worker-class asgi`:
           gunicorn 27's own asyncio worker running the same config.asgi (a command-line option
-          beats the config module). Measured, not shipped: see the README's benchmarks.
+          beats the config module). Measured, not shipped: see docs/benchmarks.md.
 wrk plays the load balancer (X-Forwarded-Proto: https, 16 connections) against three paths.
 Runs are interleaved (each path: every variant in turn, the order rotating each round), so the
 machine's noise falls on every variant alike; the report gives, per variant and path, the
@@ -29,9 +29,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests.benchmarks.db_connections import parse_wrk
+from tests.harness import REPO
 from tests.harness.compose import ComposeProject
-from tests.harness.docker import docker, free_port
-from tests.stack.support import REPO, Stack, python_in_web, stack_env
+from tests.harness.docker import docker
+from tests.harness.ports import free_port
+from tests.stack.support import Stack, python_in_web, stack_env
 
 GUNICORN = ["gunicorn", "--config", "python:config.gunicorn"]
 # variant: (GUNICORN_MODE, web command or None for the image's own)

@@ -23,11 +23,13 @@ from pathlib import Path
 
 import requests
 
-from tests.benchmarks.db_connections import parse_wrk
+from tests.benchmarks.wrk import parse_wrk
+from tests.harness import REPO
 from tests.harness.base_images import dockerfile_base
 from tests.harness.compose import ComposeProject
-from tests.harness.docker import docker, free_port
-from tests.stack.support import REPO, SITE_HOST, stack_env
+from tests.harness.docker import docker
+from tests.harness.ports import free_port
+from tests.stack.support import SITE_HOST, stack_env
 
 RAW_IMAGE = dockerfile_base(REPO, "nginx/Dockerfile", named_contexts=frozenset({"web"}))
 RAW_SITE = """server {

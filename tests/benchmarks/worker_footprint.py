@@ -9,7 +9,7 @@ compose runs it, against one PostgreSQL container holding 40 cats. wrk (16 conne
 `/api/cats/?page_size=20`; halfway through, every gunicorn worker's /proc is read inside the
 container (VmRSS and Threads from status; USS, the pages no other process shares, from
 smaps_rollup) and `docker stats` gives the container's memory and task count. These are the
-numbers README: Image, Sizing and compose.yaml's mem_limit and pids_limit are set from.
+numbers docs/operations.md, Sizing, and compose.yaml's mem_limit and pids_limit are set from.
 """
 
 import argparse
@@ -17,13 +17,12 @@ import json
 import secrets
 import subprocess
 import time
-from pathlib import Path
 
 from tests.benchmarks.preload import network_with_database, wait_until_serving
+from tests.harness import REPO
 from tests.harness.containers import Containers
 from tests.harness.docker import build_image, docker, run_id
 
-REPO = Path(__file__).resolve().parents[2]
 IMAGE = "catcollector-bench/web:latest"
 MODES = ("wsgi", "asgi")
 PATH = "/api/cats/?page_size=20"

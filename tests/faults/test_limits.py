@@ -10,6 +10,7 @@ import socket
 import time
 import uuid
 
+from tests.harness.polling import wait_until
 from tests.stack.support import (
     CURL_IMAGE,
     OUTSIDER_ADDRESS,
@@ -18,7 +19,6 @@ from tests.stack.support import (
     boot,
     never_reached_web,
     public_network,
-    wait_until,
 )
 
 # A low rate, so that even a slow loop outruns it; every count below is bounded by the

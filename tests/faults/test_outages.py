@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from tests.stack.support import Stack, boot, record, wait_until
+from tests.harness.polling import wait_until
+from tests.stack.support import Stack, boot, record
 
 # Each bound below is one of the stack's timeouts plus this margin, for a noisy 2-core machine
 # (scheduling delays, Docker's userland proxy, the test's own HTTP client).

@@ -8,8 +8,10 @@ import threading
 import time
 import uuid
 
+from tests.harness import REPO
 from tests.harness.base_images import dockerfile_base
-from tests.stack.support import REPO, SITE_HOST, never_reached_web, wait_until
+from tests.harness.polling import wait_until
+from tests.stack.support import SITE_HOST, never_reached_web
 
 SLOW_CLIENTS = 20
 # nginx's client_header_timeout, client_body_timeout and send_timeout

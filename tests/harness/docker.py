@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -74,13 +73,6 @@ def engine_problem() -> str | None:
         lines = result.stderr.strip().splitlines()
         return lines[-1] if lines else f"docker info exited {result.returncode}"
     return None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nothing listens on right now (tests publish on loopback only)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def build_image(

@@ -37,12 +37,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import REPO, leftovers
 from tests.harness import docker as docker_helpers
-from tests.harness import leftovers
 from tests.harness.compose import ComposeProject
 from tests.harness.containers import Containers, slug
+from tests.harness.ports import free_port as free_port_helper
 
-REPO = Path(__file__).resolve().parents[2]
 _RESOURCES = pytest.StashKey[list]()
 
 
@@ -133,7 +133,7 @@ def containers(request: pytest.FixtureRequest, run_id: str) -> Iterator[Containe
 
 @pytest.fixture
 def free_port() -> Callable[[], int]:
-    return docker_helpers.free_port
+    return free_port_helper
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ import shutil
 import time
 from pathlib import Path
 
+from tests.harness import REPO
 from tests.harness.docker import DockerError, docker
 from tests.harness.tracked import tracked_files
 
-REPO = Path(__file__).resolve().parents[2]
 CODE_FILE = "app/cats/views.py"
 # The two steps that download and install requirements (builder, then runtime).
 DEPENDENCY_STEPS = ("pip wheel", "pip --python /opt/venv/bin/python install")

@@ -12,17 +12,16 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import psycopg
 import pytest
 import requests
 
+from tests.harness import REPO
 from tests.harness.base_images import service_image
 from tests.harness.containers import Container, Containers
 from tests.harness.docker import build_image, docker
 
-REPO = Path(__file__).resolve().parents[2]
 WEB_IMAGE = "catcollector-test/web:latest"
 POSTGRES_IMAGE = service_image(REPO, "db")
 SITE_HOST = "cats.example.com"

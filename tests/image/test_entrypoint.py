@@ -5,7 +5,7 @@ import re
 import threading
 import time
 
-from tests.harness.docker import free_port
+from tests.harness.ports import free_port
 from tests.image.conftest import (
     DB_ALIAS,
     DB_PASSWORD,

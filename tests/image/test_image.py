@@ -149,7 +149,7 @@ def test_dockerignore_keeps_secrets_history_media_and_artefacts_out_of_the_conte
         ".git/config", ".env", ".env.production", "config/.env", "media/cats/a.jpg",
         "app/media/x.jpg", "tests/artifacts/log.txt", "tests/unit/test_x.py", "db.sqlite3",
         "app/cats/__pycache__/views.cpython-313.pyc", "requirements/test.txt", ".venv/bin/python",
-        "scripts/lock-requirements", "node_modules/x/index.js", "docker-compose.override.yml",
+        "tools/lock-requirements", "node_modules/x/index.js", "docker-compose.override.yml",
     ]  # fmt: skip
     for name in wanted + unwanted:
         (context / name).parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import requests
 from PIL import Image
 
 from tests.harness.docker import docker
+from tests.harness.polling import wait_until
 from tests.image.conftest import MODES, SITE_HOST, WEB_PORT, Database, Web, wait_healthy
 
 # From the limit to a new worker serving: a worker recycle must never leave the container
@@ -92,13 +93,15 @@ def test_sigterm_lets_a_slow_request_finish_then_exits_0(mode, database: Databas
         holder.execute("LOCK TABLE cats_cat IN ACCESS EXCLUSIVE MODE")
         request = threading.Thread(target=slow_request)
         request.start()
-        deadline = time.monotonic() + 30
-        while not database.query(
-            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
-            "%cats_cat%",
-        ):
-            assert time.monotonic() < deadline, "the request never reached the database"
-            time.sleep(0.1)
+        wait_until(
+            lambda: database.query(
+                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                "%cats_cat%",
+            ),
+            30,
+            interval=0.1,
+            what="the request waiting on the locked table",
+        )
         docker("kill", "--signal", "TERM", web.container.name)
         web.container.wait_for_log("Handling signal: term", timeout=10)
         time.sleep(1)
@@ -294,16 +297,11 @@ def test_workers_are_recycled_after_max_requests(mode, database, web_factory):
         },
     )
     # Exactly the limit: uvicorn closes a connection it has accepted but not yet read when it
-    # stops for max_requests (README: Image, gunicorn), so no request is sent meanwhile.
+    # stops for max_requests (docs/image.md, gunicorn), so no request is sent meanwhile.
     assert [outcome(web, "/api/cats/") for _ in range(4)] == [200] * 4
     # uvicorn notices the limit on its next tick. A worker that lingers on its way out (its
     # database pool's threads) leaves the container without one.
-    deadline = time.monotonic() + REPLACEMENT_BOUND_S
-    while booted_workers(web) < 2:
-        assert time.monotonic() < deadline, (
-            f"no replacement worker within {REPLACEMENT_BOUND_S} s:\n{web.container.logs()}"
-        )
-        time.sleep(0.5)
+    wait_until(lambda: booted_workers(web) >= 2, REPLACEMENT_BOUND_S, what="a replacement worker")
     assert [outcome(web, "/api/cats/") for _ in range(4)] == [200] * 4
     lingering = [line for line in web.log_lines() if "couldn't stop thread" in line["message"]]
     assert lingering == []

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.harness.containers import slug
-from tests.harness.docker import free_port
+from tests.harness.ports import free_port
 from tests.stack.support import Stack, failure_logs, running_stack
 
 

@@ -15,7 +15,6 @@ import io
 import json
 import os
 import re
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -26,22 +25,23 @@ from pathlib import Path
 import requests
 from PIL import Image
 
+from tests.harness import REPO
 from tests.harness.base_images import dockerfile_base
 from tests.harness.compose import ComposeProject
 from tests.harness.docker import RUN_LABEL, docker
+from tests.harness.polling import wait_until
 
-REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "artifacts"
 SITE_HOST = "localhost"
 SUPERUSER = ("ops", "a-long-admin-password-1234")
-# A fresh stack (images cached, volumes empty) must be healthy within this; measured: README.
+# A fresh stack (images cached, volumes empty) must be healthy within this; measured: docs/operations.md.
 UP_BOUND_S = 180
 REQUEST_TIMEOUT_S = 15
 LOG_WAIT_S = 15
 
 
 def record(name: str, values: dict) -> None:
-    """Keep a measurement of this run in tests/artifacts (README: Operations quotes them)."""
+    """Keep a measurement of this run in tests/artifacts (docs/operations.md quotes them)."""
     ARTIFACTS.mkdir(exist_ok=True)
     with (ARTIFACTS / "stack-measurements.jsonl").open("a") as out:
         out.write(json.dumps({"measurement": name, **values}) + "\n")
@@ -179,7 +179,7 @@ class Stack:
         return self.project.exec(service, *command, user=user).stdout
 
     def create_superuser(self, user: tuple[str, str] = SUPERUSER) -> None:
-        """The README's way: a one-off web container running createsuperuser --noinput."""
+        """The documented way (docs/operations.md): a one-off web container running createsuperuser --noinput."""
         self.project.run(
             "web", "python", "manage.py", "createsuperuser", "--noinput",
             "--username", user[0], "--email", f"{user[0]}@example.com",
@@ -212,23 +212,6 @@ class Stack:
         network = f"{self.project.name}_frontend"
         config = json.loads(docker("network", "inspect", network).stdout)[0]["IPAM"]["Config"]
         return config[0]["Gateway"]
-
-
-def wait_until(
-    condition: Callable[[], object], timeout: float, interval: float = 0.5, what: str = ""
-) -> object:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = condition()
-        except (requests.RequestException, AssertionError) as error:
-            last_error, result = error, None
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"not within {timeout}s: {what or condition}; last error: {last_error}")
 
 
 def boot(make_project: Callable[..., ComposeProject], port: int, **kwargs) -> Stack:
@@ -303,20 +286,6 @@ def public_network(stack: Stack, run_id: str) -> Iterator[tuple[str, str]]:
     finally:
         docker("network", "disconnect", "--force", network, nginx, check=False)
         docker("network", "rm", network)
-
-
-def self_signed_certificate(folder: Path) -> Path:
-    """tls.crt and tls.key for localhost, readable by nginx's UID 101."""
-    folder.mkdir()
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-keyout", str(folder / "tls.key"), "-out", str(folder / "tls.crt"),
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    for path in (folder, *folder.iterdir()):
-        path.chmod(0o555 if path.is_dir() else 0o444)
-    return folder
 
 
 def failure_logs(item) -> list[tuple[str, str]]:

@@ -1,19 +1,14 @@
-"""The admin login in a real browser (Debian's Chromium through Playwright, no browser download):
+"""The admin login in a real browser (Debian's Chromium in a container, driven by Playwright):
 over TLS at nginx with the secure defaults, and in the plain-HTTP trial setting. Adding a cat
 sends the visitor to that login and back to the form: session and CSRF through the proxy."""
-
-import os
 
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.stack.support import SUPERUSER, boot, png_bytes, self_signed_certificate
+from tests.harness.browser import chromium
+from tests.harness.tls import self_signed_certificate
+from tests.stack.support import SUPERUSER, boot, png_bytes
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 BROWSER_TIMEOUT_MS = 30_000
 
 
@@ -25,7 +20,7 @@ def site(request, compose_project, free_port, tmp_path):
         stack = boot(
             compose_project,
             free_port(),
-            files=("compose.yaml", "nginx/compose.tls.yaml"),
+            files=("compose.yaml", "compose.tls.yaml"),
             env={
                 "HTTPS_BIND": "127.0.0.1",
                 "HTTPS_PORT": str(https_port),
@@ -41,18 +36,15 @@ def site(request, compose_project, free_port, tmp_path):
     return stack, f"http://localhost:{stack.port}"
 
 
-def test_admin_login_in_a_real_browser(site, tmp_path):
+def test_admin_login_in_a_real_browser(site, tmp_path, containers):
     stack, base = site
     stack.create_superuser()
     photo = tmp_path / "tabby.png"
     photo.write_bytes(png_bytes(color=(90, 60, 30)))
-    assert os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} missing: tests/harness/host-packages.txt"
 
     failed_responses, failed_requests, console = [], [], []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
-        )
+    with chromium(containers, share=[tmp_path]) as endpoint, sync_playwright() as playwright:
+        browser = playwright.chromium.connect_over_cdp(endpoint)
         try:
             context = browser.new_context(ignore_https_errors=True)
             context.set_default_timeout(BROWSER_TIMEOUT_MS)

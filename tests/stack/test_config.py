@@ -9,9 +9,11 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
+from tests.harness import REPO
 from tests.harness.base_images import service_image
 from tests.harness.docker import clean_env, docker
-from tests.stack.support import REPO, SUPERUSER, boot, stack_env, wait_until
+from tests.harness.polling import wait_until
+from tests.stack.support import SUPERUSER, boot, stack_env
 
 ENV_EXAMPLE = REPO / ".env.example"
 DB_IMAGE = service_image(REPO, "db")
@@ -20,8 +22,10 @@ VARIABLE_LINE = re.compile(r"^(?:# )?([A-Z][A-Z0-9_]*)=")
 # Each override with compose.yaml, and the values its required variables need.
 COMBINATIONS = {
     ("compose.yaml",): {},
-    ("compose.yaml", "nginx/compose.tls.yaml"): {"NGINX_TLS_DIR": "/placeholder"},
+    ("compose.yaml", "compose.tls.yaml"): {"NGINX_TLS_DIR": "/placeholder"},
     ("compose.yaml", "compose.dev.yaml"): {},
+    ("compose.yaml", "compose.secrets.yaml"): {"SECRETS_DIR": "/placeholder"},
+    ("compose.yaml", "compose.external-db.yaml"): {},
 }
 # Values that parse wherever a variable ends up: a string, a port or size, an address, a path.
 PROBES = ("probe-value-1", "12345", "127.0.0.9", "/probe/value")
@@ -157,7 +161,7 @@ def test_ports_written_twice_agree(compose_project):
         int(web["GUNICORN_PORT"])
     ]
     assert published_targets(("compose.yaml",), "nginx") == [int(nginx["NGINX_HTTP_PORT"])]
-    assert published_targets(("compose.yaml", "nginx/compose.tls.yaml"), "nginx") == [
+    assert published_targets(("compose.yaml", "compose.tls.yaml"), "nginx") == [
         int(nginx["NGINX_HTTP_PORT"]),
         int(nginx["NGINX_HTTPS_PORT"]),
     ]
@@ -201,12 +205,6 @@ networks:
 """
 
 
-def readme_external_database_override() -> str:
-    """The override file README: Operations, External database, shows."""
-    section = (REPO / "README.md").read_text().split("### External database", 1)[1]
-    return re.search(r"```yaml\n(.*?)```", section, re.DOTALL).group(1)
-
-
 def test_external_database_through_the_documented_override(
     containers, compose_project, free_port, tmp_path
 ):
@@ -226,15 +224,13 @@ def test_external_database_through_the_documented_override(
         60,
         what="the external database ready",
     )
-    override = tmp_path / "compose.external-db.yaml"
-    override.write_text(readme_external_database_override())
     network_override = tmp_path / "external-db-network.yaml"
     network_override.write_text(EXTERNAL_DB_NETWORK_OVERRIDE)
 
     stack = boot(
         compose_project,
         free_port(),
-        files=("compose.yaml", override, network_override),
+        files=("compose.yaml", "compose.external-db.yaml", network_override),
         env={
             "DATABASE_URL": "postgres://ext:ext-password@external-db:5432/extdb",
             "EXTERNAL_DB_NETWORK": network,

@@ -55,7 +55,7 @@ def cat_names(client) -> list[str]:
 
 
 def test_backup_and_restore_as_the_readme_says(compose_project, free_port):
-    """README: Where the data lives. A dump taken, a cat added after it, the dump restored:
+    """docs/operations.md, Where the data lives. A dump taken, a cat added after it, the dump restored:
     the database is back to the dump, through the whole stack."""
     stack = boot(compose_project, free_port())
     stack.create_superuser()
@@ -148,12 +148,8 @@ def test_operator_secret_files_through_compose_secrets(compose_project, free_por
     stack = boot(
         compose_project,
         free_port(),
-        files=("compose.yaml", "tests/stack/compose.operator-secrets.yaml"),
-        env={
-            "OPERATOR_SECRETS_DIR": str(operator_dir),
-            "DJANGO_SECRET_KEY_FILE": "/run/secrets/django_secret_key",
-            "POSTGRES_PASSWORD_FILE": "/run/secrets/postgres_password",
-        },
+        files=("compose.yaml", "compose.secrets.yaml"),
+        env={"SECRETS_DIR": str(operator_dir)},
     )
     assert (
         python_in_web(stack, "from django.conf import settings; print(settings.SECRET_KEY)") == key

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from tests.harness import REPO
 from tests.harness.docker import docker
-from tests.stack.support import REPO
 
 BOOT_TIMEOUT_S = 60
 

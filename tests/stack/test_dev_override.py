@@ -8,7 +8,9 @@ from pathlib import Path
 
 import requests
 
-from tests.stack.support import REPO, boot, wait_until
+from tests.harness import REPO
+from tests.harness.polling import wait_until
+from tests.stack.support import boot
 
 RELOAD_BOUND_S = 30
 # gunicorn's reloader polls once a second and takes a file's first modification time when it

@@ -5,8 +5,9 @@ import subprocess
 
 import pytest
 
+from tests.harness import REPO
 from tests.harness.docker import build_image
-from tests.stack.support import REPO
+from tests.harness.tls import self_signed_certificate
 
 TAG = "catcollector-test/nginx:latest"
 BASE_ENV = {"DJANGO_ALLOWED_HOSTS": "cats.example.com", "UPLOAD_MAX_MB": "10"}
@@ -126,14 +127,7 @@ def test_any_host_when_django_allows_any(containers, nginx_image):
 
 
 def test_tls_listener_switched_on_by_a_mounted_certificate(containers, nginx_image, tmp_path):
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-keyout", str(tmp_path / "tls.key"), "-out", str(tmp_path / "tls.crt"),
-         "-subj", "/CN=cats.example.com"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    for path in (tmp_path, *tmp_path.iterdir()):
-        path.chmod(0o555 if path.is_dir() else 0o444)
+    self_signed_certificate(tmp_path, host="cats.example.com")
     nginx = containers.run(
         nginx_image,
         env=BASE_ENV,

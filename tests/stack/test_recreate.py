@@ -11,7 +11,8 @@ import pytest
 import requests
 
 from tests.harness.docker import docker
-from tests.stack.support import SITE_HOST, Stack, boot, record, wait_until
+from tests.harness.polling import wait_until
+from tests.stack.support import SITE_HOST, Stack, boot, record
 
 # The load comes from one address (this host) standing in for many visitors behind the load
 # balancer, so the per-client limits are lifted for these stacks.

@@ -7,6 +7,7 @@ import json
 import re
 import uuid
 
+from tests.harness.polling import wait_until
 from tests.stack.support import (
     HASHED_STATIC,
     SUPERUSER,
@@ -17,7 +18,6 @@ from tests.stack.support import (
     png_bytes,
     python_in_web,
     record,
-    wait_until,
 )
 
 
@@ -314,7 +314,7 @@ def test_relations_between_timeouts_hold(shared_stack):
         ).strip().splitlines()[-1]
     )  # fmt: skip
     nginx = shared_stack.exec("nginx", "nginx", "-T")
-    upstream = re.search(r"upstream django \{(.*?)\}", nginx, re.DOTALL).group(1)
+    upstream = re.search(r"upstream web \{(.*?)\}", nginx, re.DOTALL).group(1)
     upstream_idle = int(re.search(r"keepalive_timeout (\d+)s;", upstream).group(1))
     read_timeout = int(re.search(r"^proxy_read_timeout (\d+)s;", nginx, re.MULTILINE).group(1))
     shutdown = int(re.search(r"worker_shutdown_timeout (\d+)s;", nginx).group(1))

@@ -1,4 +1,4 @@
-"""TLS at nginx (nginx/compose.tls.yaml): the scheme Django sees is the connection's when the
+"""TLS at nginx (compose.tls.yaml): the scheme Django sees is the connection's when the
 connection to nginx is TLS, and the trusted hop's claim only over plain HTTP.
 
 The tests share one stack (conftest): they only read."""
@@ -9,9 +9,9 @@ import pytest
 import requests
 import urllib3
 
-from tests.harness.docker import free_port
+from tests.harness.ports import free_port
+from tests.harness.tls import self_signed_certificate as make_certificate
 from tests.stack.support import REQUEST_TIMEOUT_S, SITE_HOST, Stack, running_stack
-from tests.stack.support import self_signed_certificate as make_certificate
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def tls_stack(run_id, tmp_path_factory) -> Iterator[tuple[Stack, int]]:
         tmp_path_factory.mktemp("stack-env"),
         free_port(),
         env,
-        ("compose.yaml", "nginx/compose.tls.yaml"),
+        ("compose.yaml", "compose.tls.yaml"),
     ) as stack:
         yield stack, https_port
 

@@ -7,13 +7,12 @@ hiding a bug in the stack.
 """
 
 import functools
-from pathlib import Path
 
 import pytest
 
+from tests.harness import REPO
 from tests.harness.standins import images_by_repository
 
-REPO = Path(__file__).resolve().parents[2]
 IMAGE_FIXTURES = {"python_image": "python", "postgres_image": "postgres", "nginx_image": "nginx"}
 
 

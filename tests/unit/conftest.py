@@ -18,8 +18,9 @@ import django
 import pytest
 from django.test import Client
 
-from tests.unit.postgres import Cluster, PostgresUnavailable
-from tests.unit.support import REPO, SITE_HOST
+from tests.harness import REPO
+from tests.harness.postgres import Cluster, PostgresUnavailable, start_cluster
+from tests.unit.support import SITE_HOST
 
 # Every variable config.settings and config.gunicorn read, so a developer's shell cannot
 # leak into a run.
@@ -39,7 +40,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.help or config.option.version:
         return
     try:
-        cluster = Cluster().start()
+        cluster = start_cluster()
     except PostgresUnavailable as exc:
         raise pytest.UsageError(f"unit tests need PostgreSQL: {exc}") from None
     _state["cluster"] = cluster

@@ -4,11 +4,11 @@ import io
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.harness import REPO
+
 SITE_HOST = "cats.example.com"
 
 

@@ -4,11 +4,11 @@ import json
 import logging
 import re
 import sys
-from pathlib import Path
 
 import pytest
 
 from config.logging import REQUEST_ID_PATTERN, JsonFormatter, clean_request_id
+from tests.harness import REPO
 from tests.unit.support import run_python
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
@@ -110,7 +110,7 @@ def test_request_id_validation(value, expected):
 def test_nginx_keeps_exactly_the_request_ids_django_accepts():
     """Written twice (nginx cannot import Python): an id nginx passes on but Django replaced
     would split one request's lines across two ids."""
-    template = Path(__file__).parents[2] / "nginx/templates/site.conf.template"
+    template = REPO / "nginx/templates/site.conf.template"
     nginx_patterns = re.findall(r'"~\^1\(\?<trusted_request_id>(.+?)\)\$"', template.read_text())
     assert nginx_patterns == [REQUEST_ID_PATTERN.pattern]
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from config.errors import EXIT_CODE
-from tests.unit.postgres import free_port
-from tests.unit.support import REPO, SITE_HOST, run_python
+from tests.harness import REPO
+from tests.harness.ports import free_port
+from tests.unit.support import SITE_HOST, run_python
 
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 SERVERS = {
