@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +36,7 @@ REGISTRY_PROBE_TIMEOUT_S = 15
 PULL_TIMEOUT_S = 600
 BUILD_TIMEOUT_S = 900
 LOG_DIR = Path("tests/artifacts/standins")
+INSTALL_HOST_PACKAGES = Path(__file__).resolve().parents[1] / "install-host-packages"
 
 
 def _docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
@@ -84,6 +87,21 @@ class StandinBuilder:
     def __init__(self, log_dir: Path = LOG_DIR) -> None:
         self.log_dir = log_dir
         self.mirrors = debian_mirrors()
+        self._tools = threading.Lock()
+
+    def require_mmdebstrap(self, name: str) -> None:
+        """mmdebstrap, installed when missing where that is possible (root on Debian)."""
+        with self._tools:
+            if shutil.which("mmdebstrap"):
+                return
+            if os.geteuid() != 0 or not shutil.which("apt-get"):
+                raise StandinError(
+                    f"{name}: no registry answers, and building its stand-in needs mmdebstrap "
+                    "(as root on Debian: apt-get install mmdebstrap), or a registry to pull from"
+                )
+            print("  installing mmdebstrap: no registry answers, so stand-ins are built from "
+                  "Debian packages", flush=True)  # fmt: skip
+            subprocess.run([str(INSTALL_HOST_PACKAGES), "mmdebstrap"], check=True)
 
     def _sources(self, recipe: Recipe) -> list[str]:
         keyring = f"[signed-by={self.mirrors.keyring}] " if self.mirrors.keyring else ""
@@ -162,6 +180,7 @@ class StandinBuilder:
             started = time.monotonic()
             rootfs = f"{ROOTFS_REPOSITORY}/{recipe.repository}:{rootfs_digest[:16]}"
             if not image_label(rootfs)[0]:
+                self.require_mmdebstrap(name)
                 self._run_logged(argv, log, f"{name}: mmdebstrap", BUILD_TIMEOUT_S)
                 self._run_logged(
                     ["docker", "import", str(work / "rootfs.tar"), rootfs],
