@@ -1,5 +1,5 @@
 # The production image: `docker build .` builds the runtime (the last stage).
-# README section "Image" explains every choice; tests/image proves them.
+# docs/image.md explains every choice; tests/image proves them.
 
 # Both stages start from this tag (a minor version: 3.13 gets its patch releases).
 ARG PYTHON_IMAGE=python:3.13-slim-trixie
@@ -28,7 +28,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 FROM ${PYTHON_IMAGE} AS runtime
 
 # GUNICORN_PORT is the image's port, defined here only: EXPOSE, gunicorn's bind and the health
-# probe read it. Not a setting: nginx's upstream must name the same port (README: Image).
+# probe read it. Not a setting: nginx's upstream must name the same port (docs/image.md).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PYTHONPATH=/app \

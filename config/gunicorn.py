@@ -1,4 +1,4 @@
-"""gunicorn's configuration, from GUNICORN_* variables (README: Image has the table).
+"""gunicorn's configuration, from GUNICORN_* variables (.env.example; docs/image.md, gunicorn).
 
 The image's command loads it (`gunicorn --config python:config.gunicorn`), and the entrypoint
 runs it first on its own (`python -m config.gunicorn`): that checks every GUNICORN_* variable
@@ -6,20 +6,17 @@ and Django's settings, so bad configuration is one `error: ...` line and exit st
 any waiting for the database, and never a loop of workers failing to boot.
 
 GUNICORN_MODE picks the server: wsgi (gthread workers running config.wsgi, the default) or
-asgi (uvicorn through gunicorn, the uvicorn-worker package, running config.asgi). Both write
-the same JSON access log (config.gunicorn_logging).
+asgi (uvicorn through gunicorn: config.uvicorn_worker, running config.asgi). Both write the
+same JSON access log (config.gunicorn_logging).
 """
 
-import contextlib
 import ipaddress
-import math
-import os
-from pathlib import Path
 
 from django.conf import settings
 from django.db import connections
 
 from config import gunicorn_logging
+from config.container import attached_networks, available_cpus
 from config.env import Env
 from config.errors import ConfigurationError, exit_on_configuration_error
 from config.preflight import load_for_serving
@@ -27,27 +24,11 @@ from config.preflight import load_for_serving
 MODES = {
     # GUNICORN_MODE (also the interface config.preflight checks): (application, worker class)
     "wsgi": ("config.wsgi:application", "gthread"),
-    "asgi": ("config.asgi:application", gunicorn_logging.JsonUvicornWorker),
+    "asgi": ("config.asgi:application", "config.uvicorn_worker.JsonUvicornWorker"),
 }
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-# Each worker measured about 60 MB resident (20 to 40 MB of it its own with preloading), up to
-# 9 threads under wsgi (under asgi 5 plus one per request in progress), and up to
-# GUNICORN_THREADS database connections. At 8 workers that still fits compose's web limits
-# (mem_limit 1g with a full 256 MB /tmp, even without preloading; pids_limit 256) and, under
-# wsgi, PostgreSQL's 100 connections with room for a second replica during an update (asgi
-# workers may hold DJANGO_DB_POOL_MAX_SIZE each: README, Sizing). Bigger machines: set
-# GUNICORN_WORKERS and those limits together.
+# The count compose's web limits (mem_limit, pids_limit) and PostgreSQL's connections are sized
+# for: docs/operations.md, Sizing. Bigger machines set GUNICORN_WORKERS and those limits together.
 MAX_DEFAULT_WORKERS = 8
-
-
-def available_cpus(cgroup_root: Path = CGROUP_ROOT) -> int:
-    """CPUs this container may use: its CPU quota (`docker run --cpus`, compose `cpus:`),
-    else the CPUs it may be scheduled on. os.cpu_count() would report the whole host."""
-    schedulable = len(os.sched_getaffinity(0))
-    quota = cgroup_cpu_quota(cgroup_root)
-    if quota is None:
-        return schedulable
-    return max(1, min(schedulable, math.ceil(quota)))
 
 
 def default_workers(cpus: int) -> int:
@@ -56,52 +37,6 @@ def default_workers(cpus: int) -> int:
     so a worker being recycled (max_requests) leaves another serving; never more than
     MAX_DEFAULT_WORKERS."""
     return min(2 * cpus, MAX_DEFAULT_WORKERS)
-
-
-def cgroup_cpu_quota(cgroup_root: Path) -> float | None:
-    """The CFS quota in CPUs, or None when unlimited or unreadable (cgroup v2, then v1)."""
-    try:
-        quota, period = (cgroup_root / "cpu.max").read_text().split()
-    except (OSError, ValueError):
-        try:
-            quota = (cgroup_root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
-            period = (cgroup_root / "cpu" / "cpu.cfs_period_us").read_text().strip()
-        except OSError:
-            return None
-    if quota in ("max", "-1"):
-        return None
-    try:
-        return int(quota) / int(period)
-    except (ValueError, ZeroDivisionError):
-        return None
-
-
-def attached_networks(proc_net: Path = Path("/proc/net")) -> list[str]:
-    """The subnets this container's interfaces sit on.
-
-    gunicorn's port is published to no one, so only containers on these networks (nginx)
-    reach it: by default they are the hops whose X-Forwarded-For the access log believes.
-    IPv4: the routes without a gateway, the default route left out. IPv6: the global
-    addresses with their prefix. Each file is missing where its protocol is off.
-    """
-    networks: set[ipaddress.IPv4Network | ipaddress.IPv6Network] = set()
-    with contextlib.suppress(OSError):
-        for line in (proc_net / "route").read_text().splitlines()[1:]:
-            fields = line.split()
-            # Little-endian hex numbers: destination, gateway, mask.
-            destination, gateway, mask = (
-                int(fields[i], 16).to_bytes(4, "little") for i in (1, 2, 7)
-            )
-            prefix = bin(int.from_bytes(mask)).count("1")
-            if not any(gateway) and prefix:
-                networks.add(ipaddress.IPv4Network((destination, prefix)))
-    with contextlib.suppress(OSError):
-        for line in (proc_net / "if_inet6").read_text().splitlines():
-            address, _index, prefix, scope = line.split()[:4]
-            if int(scope, 16) == 0:  # global; link-local (0x20) and loopback (0x10) left out
-                interface = ipaddress.IPv6Interface((int(address, 16), int(prefix, 16)))
-                networks.add(interface.network)
-    return sorted(str(network) for network in networks)
 
 
 def trusted_proxies(env: Env) -> str:

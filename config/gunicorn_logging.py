@@ -1,18 +1,14 @@
 """gunicorn's JSON logging: its own messages and one access line per request, in both modes.
 
-config.gunicorn installs these (logger_class, logconfig_dict, the uvicorn worker class). The
-access line carries the common keys of config.logging plus method, path, status, duration_ms,
-remote_addr and bytes (README: Image, Access log).
+config.gunicorn installs these (logger_class, logconfig_dict); config.uvicorn_worker feeds the
+same access line under asgi. The line carries the common keys of config.logging plus method,
+path, status, duration_ms, remote_addr and bytes (docs/image.md, Access log).
 """
 
-import datetime
 import ipaddress
 import logging
-import time
-from typing import ClassVar
 
 from gunicorn.glogging import Logger
-from uvicorn_worker import UvicornWorker
 
 from config.logging import clean_request_id, logging_config
 
@@ -20,8 +16,8 @@ from config.logging import clean_request_id, logging_config
 class JsonAccessLogger(Logger):
     """gunicorn's logger with one JSON object per request.
 
-    gthread calls access() itself; the uvicorn worker below calls it from a small ASGI
-    wrapper, so both modes write the same keys.
+    gthread calls access() itself; config.uvicorn_worker calls it from a small ASGI wrapper,
+    so both modes write the same keys.
     """
 
     def access(self, resp, req, environ, request_time) -> None:
@@ -94,67 +90,3 @@ def logconfig_dict(level: str) -> dict:
             "propagate": False,
         }
     return config
-
-
-class _Response:
-    status = 500  # what uvicorn answers when the application fails before responding
-    sent = 0
-
-
-class AccessLogMiddleware:
-    """Measures each HTTP request for JsonAccessLogger (uvicorn's own access log has no
-    duration, size or request headers)."""
-
-    def __init__(self, app, log: JsonAccessLogger) -> None:
-        self.app = app
-        self.log = log
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.monotonic()
-        response = _Response()
-
-        async def measured_send(message) -> None:
-            if message["type"] == "http.response.start":
-                response.status = message["status"]
-            elif message["type"] == "http.response.body":
-                response.sent += len(message.get("body", b""))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, measured_send)
-        finally:
-            elapsed = datetime.timedelta(seconds=time.monotonic() - started)
-            self.log.access(response, None, self.environ(scope), elapsed)
-
-    @staticmethod
-    def environ(scope) -> dict:
-        environ = {
-            "REQUEST_METHOD": scope["method"],
-            "PATH_INFO": scope["path"],
-            "REMOTE_ADDR": scope["client"][0] if scope.get("client") else "-",
-        }
-        for name, value in scope["headers"]:
-            # As gunicorn does: X_Request_ID must not pass for X-Request-ID.
-            if b"_" not in name:
-                key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
-                environ[key] = value.decode("latin-1")
-        return environ
-
-
-class JsonUvicornWorker(UvicornWorker):
-    # Django has no lifespan handlers; our wrapper writes the access log instead of uvicorn.
-    # No proxy headers: uvicorn would rewrite the scheme and client address Django sees, which
-    # gthread does not; Django alone decides the scheme (DJANGO_TRUST_X_FORWARDED_PROTO).
-    CONFIG_KWARGS: ClassVar[dict] = {
-        **UvicornWorker.CONFIG_KWARGS,
-        "access_log": False,
-        "lifespan": "off",
-        "proxy_headers": False,
-    }
-
-    def load_wsgi(self) -> None:
-        super().load_wsgi()
-        self.wsgi = AccessLogMiddleware(self.wsgi, self.log)

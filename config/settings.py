@@ -1,4 +1,5 @@
-"""Django settings, all read from the environment (see the configuration section of README.md).
+"""Django settings, all read from the environment (.env.example lists them; docs/image.md,
+Configuration and settings).
 
 Every default is the production value. Bad or missing configuration raises ConfigurationError,
 which the entry points print as one line naming the variable to fix.

@@ -3,6 +3,7 @@
 # environment at container start; the image's /docker-entrypoint.sh runs it before nginx.
 # Every value is checked here, so a bad one stops the container with one `error:` line naming
 # the variable instead of an nginx parse error. POSIX sh, like the official entrypoint.
+# shellcheck disable=SC2034 # the NGINX_* values are exported by name (rendered_variables)
 set -o errexit -o nounset
 # Lists are split on commas and spaces below: `*` (any host) must stay a `*`.
 set -o noglob
@@ -62,7 +63,7 @@ trusted_proxies() {
     # To stderr, like the errors: the value goes to stdout. Never quieted (a trust decision).
     echo "notice: NGINX_TRUSTED_PROXIES is not set: X-Forwarded-For, X-Forwarded-Proto and" \
       "X-Request-ID are believed from every private address ($default_trusted_proxies);" \
-      "set your load balancer's subnet, or none (README: Load balancer)" >&2
+      "set your load balancer's subnet, or none (docs/operations.md, Load balancer)" >&2
   fi
   for range in $(printf '%s' "$value" | tr ',' ' '); do
     if ! valid_ipv4_range "$range" && ! valid_ipv6_range "$range"; then
@@ -94,7 +95,7 @@ content_security_policy() {
   printf '%s' "$value"
 }
 
-# TLS at nginx is on when a certificate and key are mounted (README: TLS).
+# TLS at nginx is on when a certificate and key are mounted (docs/operations.md, TLS).
 tls_listener() {
   if [ ! -e "$tls_dir/tls.crt" ] && [ ! -e "$tls_dir/tls.key" ]; then
     return 0
@@ -157,21 +158,21 @@ NGINX_CONTENT_SECURITY_POLICY=$(content_security_policy)
 NGINX_TLS_DEFAULT_LISTEN=$(tls_listener " default_server")
 NGINX_TLS_LISTEN=$(tls_listener "")
 NGINX_WORKER_PROCESSES=$(worker_processes)
-export NGINX_WORKER_PROCESSES
-export NGINX_HTTP_PORT NGINX_CLIENT_MAX_BODY_SIZE NGINX_SERVER_NAMES NGINX_REAL_IP_FROM \
-  NGINX_TRUSTED_PROXY_RANGES NGINX_RATE_LIMIT NGINX_RATE_BURST NGINX_CONN_LIMIT \
-  NGINX_KEEPALIVE_TIMEOUT NGINX_CONTENT_SECURITY_POLICY NGINX_TLS_DEFAULT_LISTEN NGINX_TLS_LISTEN
+
+# The one list of values the templates may use: each is checked above, exported here, and the
+# only names envsubst replaces (nginx's own $variables stay as they are).
+rendered_variables='NGINX_HTTP_PORT NGINX_CLIENT_MAX_BODY_SIZE NGINX_SERVER_NAMES
+  NGINX_REAL_IP_FROM NGINX_TRUSTED_PROXY_RANGES NGINX_RATE_LIMIT NGINX_RATE_BURST
+  NGINX_CONN_LIMIT NGINX_KEEPALIVE_TIMEOUT NGINX_CONTENT_SECURITY_POLICY
+  NGINX_TLS_DEFAULT_LISTEN NGINX_TLS_LISTEN NGINX_LOCAL_RESOLVERS NGINX_WORKER_PROCESSES'
+substitutions=
+for name in $rendered_variables; do
+  export "${name?}"
+  substitutions="$substitutions \${$name}"
+done
 
 for name in workers.conf site.conf probes.conf; do
-  template=$templates/$name.template
-  output=$output_dir/$name
-  # Only these names are replaced: nginx's own $variables stay as they are.
-  # shellcheck disable=SC2016 # the list names the variables for envsubst, unexpanded
-  envsubst '${NGINX_HTTP_PORT} ${NGINX_CLIENT_MAX_BODY_SIZE} ${NGINX_SERVER_NAMES}
-    ${NGINX_REAL_IP_FROM} ${NGINX_TRUSTED_PROXY_RANGES} ${NGINX_RATE_LIMIT} ${NGINX_RATE_BURST}
-    ${NGINX_CONN_LIMIT} ${NGINX_KEEPALIVE_TIMEOUT} ${NGINX_CONTENT_SECURITY_POLICY}
-    ${NGINX_TLS_DEFAULT_LISTEN} ${NGINX_TLS_LISTEN} ${NGINX_LOCAL_RESOLVERS}
-    ${NGINX_WORKER_PROCESSES}' <"$template" >"$output"
+  envsubst "$substitutions" <"$templates/$name.template" >"$output_dir/$name"
 done
 [ -n "${NGINX_ENTRYPOINT_QUIET_LOGS:-}" ] ||
   echo "$0: configured for host names: $NGINX_SERVER_NAMES; $NGINX_WORKER_PROCESSES workers"

@@ -1,7 +1,8 @@
-"""config.gunicorn's pieces that read the machine: CPU quota and attached networks, with the
+"""config.container's readings of the machine: CPU quota and attached networks, with the
 files Linux would show (cgroup v2 cannot be produced on a cgroup v1 engine; tests/image runs
-the same code under real `docker run --cpus`), and config.gunicorn_logging's access line. The
-settings block itself, with bad values, runs in a fresh process per case."""
+the same code under real `docker run --cpus`), config.gunicorn's worker count and
+config.gunicorn_logging's access line. The settings block itself, with bad values, runs in a
+fresh process per case."""
 
 import datetime
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from gunicorn.config import Config
 
+from config import container
 from config.errors import EXIT_CODE
 from config.gunicorn_logging import JsonAccessLogger
 from config.logging import JsonFormatter
@@ -42,17 +44,17 @@ def cgroup(tmp_path: Path, files: dict[str, str]) -> Path:
     ],
     ids=["v2-limited", "v2-unlimited", "v1-limited", "v1-unlimited", "no-cgroup"],
 )
-def test_cpu_quota_from_cgroup_v2_then_v1(gunicorn_config, tmp_path, files, quota):
-    assert gunicorn_config.cgroup_cpu_quota(cgroup(tmp_path, files)) == quota
+def test_cpu_quota_from_cgroup_v2_then_v1(tmp_path, files, quota):
+    assert container.cgroup_cpu_quota(cgroup(tmp_path, files)) == quota
 
 
-def test_available_cpus_rounds_the_quota_up_and_never_exceeds_the_cpuset(gunicorn_config, tmp_path):
+def test_available_cpus_rounds_the_quota_up_and_never_exceeds_the_cpuset(tmp_path):
     schedulable = len(os.sched_getaffinity(0))
     half = cgroup(tmp_path / "half", {"cpu.max": "50000 100000"})
-    assert gunicorn_config.available_cpus(half) == 1
+    assert container.available_cpus(half) == 1
     huge = cgroup(tmp_path / "huge", {"cpu.max": "6400000 100000"})
-    assert gunicorn_config.available_cpus(huge) == schedulable
-    assert gunicorn_config.available_cpus(tmp_path / "none") == schedulable
+    assert container.available_cpus(huge) == schedulable
+    assert container.available_cpus(tmp_path / "none") == schedulable
 
 
 @pytest.mark.parametrize(("cpus", "workers"), [(1, 2), (2, 4), (4, 8), (6, 8), (64, 8)])
@@ -60,7 +62,7 @@ def test_default_workers_are_two_per_cpu_up_to_eight(gunicorn_config, cpus, work
     assert gunicorn_config.default_workers(cpus) == workers
 
 
-def test_attached_networks_are_connected_routes_and_global_ipv6_prefixes(gunicorn_config, tmp_path):
+def test_attached_networks_are_connected_routes_and_global_ipv6_prefixes(tmp_path):
     proc_net = cgroup(
         tmp_path,
         {
@@ -77,7 +79,7 @@ def test_attached_networks_are_connected_routes_and_global_ipv6_prefixes(gunicor
             ),
         },
     )
-    assert gunicorn_config.attached_networks(proc_net) == [
+    assert container.attached_networks(proc_net) == [
         "172.24.0.0/16",
         "192.168.0.0/20",
         "fd00::/64",
