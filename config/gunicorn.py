@@ -13,12 +13,12 @@ same JSON access log (config.gunicorn_logging).
 import ipaddress
 
 from django.conf import settings
-from django.db import connections
 
 from config import gunicorn_logging
 from config.container import attached_networks, available_cpus
 from config.env import Env
 from config.errors import ConfigurationError, exit_on_configuration_error
+from config.pools import close_pools
 from config.preflight import load_for_serving
 
 MODES = {
@@ -57,15 +57,9 @@ def trusted_proxies(env: Env) -> str:
 
 
 def worker_exit(server, worker) -> None:
-    """Close the database pool while the worker's interpreter still runs its threads.
-
-    Left to interpreter shutdown, psycopg_pool waits 5 s for each of its (by then frozen)
-    threads, so every worker replaced after max_requests lingered 20 s before gunicorn
-    started its successor, and a container stopped meanwhile answered 502 for that long.
-    """
-    if settings.DB_CONNECTIONS == "pool":
-        for connection in connections.all():
-            connection.close_pool()
+    """A worker's pool closes before gunicorn starts its successor (config.pools): a container
+    stopped meanwhile would otherwise answer 502 while it lingered."""
+    close_pools()
 
 
 # --- Settings gunicorn reads from this module ------------------------------------------------

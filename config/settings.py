@@ -5,6 +5,7 @@ Every default is the production value. Bad or missing configuration raises Confi
 which the entry points print as one line naming the variable to fix.
 """
 
+import atexit
 import re
 import secrets
 from pathlib import Path
@@ -212,6 +213,7 @@ def read_database() -> dict:
 
 # Build mode has no database on purpose: anything that tries to query fails loudly.
 DATABASES = {} if BUILD_STATIC_ONLY else {"default": read_database()}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
@@ -304,3 +306,16 @@ LOG_LEVEL = env.choice(
     "DJANGO_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 )
 LOGGING = logging_config(LOG_LEVEL)
+
+
+# --- At exit --------------------------------------------------------------------------------
+# Last, so it is registered only for settings that loaded: every process closes its database
+# pool while the pool's threads still run (config.pools says why).
+def close_pools_at_exit() -> None:
+    from config.pools import close_pools  # noqa: PLC0415 (django.db needs these settings)
+
+    close_pools()
+
+
+if DB_CONNECTIONS == "pool":
+    atexit.register(close_pools_at_exit)

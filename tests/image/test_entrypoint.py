@@ -51,6 +51,26 @@ def test_management_commands_pass_through_without_migrating(containers, database
     assert database.query("SELECT to_regclass('django_migrations')") == [(None,)]
 
 
+# A command's process closes its database pool before its threads stop (config.pools);
+# left to interpreter shutdown, the pool waited 5 s for each of its four threads.
+COMMAND_EXIT_BOUND_S = 10
+
+
+def test_a_command_that_queried_exits_at_once_and_quietly(containers, database, web_image):
+    query = "from django.db import connection; c = connection.cursor(); c.execute('SELECT 1')"
+    result, seconds = run_once(
+        containers,
+        web_image,
+        "python", "manage.py", "shell", "-c", f"{query}; print(c.fetchone()[0])",
+        env=web_env(database),
+        options=["--network", database.network],
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "1"
+    assert "couldn't stop thread" not in result.stdout + result.stderr
+    assert seconds < COMMAND_EXIT_BOUND_S
+
+
 def test_a_first_run_without_configuration_says_what_to_configure(containers, web_image):
     """`docker build -t app . && docker run -p 8000:8000 app`, as a new user would."""
     port = free_port()
