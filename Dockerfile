@@ -54,13 +54,14 @@ RUN --network=none \
         --no-index --no-deps /wheels/*.whl \
     && pip --python /opt/venv/bin/python check
 
-# The app user, and the media folder it owns (a new named volume copies that ownership).
+# The app user, and the folders of the volumes it writes: media, and the site it publishes for
+# nginx (a new named volume copies the ownership of the folder it is mounted on).
 ARG APP_UID=10001
 ARG APP_GID=10001
 RUN groupadd --gid "${APP_GID}" app \
     && useradd --uid "${APP_UID}" --gid app --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin app \
-    && install --directory --owner app --group app --mode 0755 /srv/media
+    && install --directory --owner app --group app --mode 0755 /srv/media /srv/site
 
 # Code last, owned by root: the app user can read it but not change it.
 WORKDIR /app
@@ -68,6 +69,9 @@ COPY manage.py ./
 COPY config ./config
 COPY app ./app
 COPY scripts ./scripts
+# How nginx serves this release; scripts/publish_release.py hands them to nginx with the
+# static files below.
+COPY nginx/templates ./nginx/templates
 RUN python -m compileall -q /app \
     && DJANGO_BUILD_STATIC=1 python manage.py collectstatic --noinput --verbosity 0
 
@@ -84,9 +88,12 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=600s --start-interval=2s 
 ENTRYPOINT ["tini", "--", "/app/scripts/entrypoint"]
 CMD ["gunicorn", "--config", "python:config.gunicorn"]
 
+# The release's version (tools/ops passes it; config/release.py says what it may be). Last, so a
+# new version rebuilds nothing above.
 ARG VERSION=dev
 ARG REVISION=unknown
 ARG SOURCE=
+ENV APP_VERSION=${VERSION}
 LABEL org.opencontainers.image.title="catcollector-web" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \

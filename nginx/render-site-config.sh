@@ -1,6 +1,7 @@
 #!/bin/sh
-# Renders the site configuration (site-templates/*.template into /run/nginx) from the
-# environment at container start; the image's /docker-entrypoint.sh runs it before nginx.
+# Renders the site configuration into /run/nginx from the active release's templates (the site
+# volume's `current`, published by scripts/publish_release.py) and the environment: at container
+# start (the image's /docker-entrypoint.sh runs it before nginx) and at every reload-site.
 # Every value is checked here, so a bad one stops the container with one `error:` line naming
 # the variable instead of an nginx parse error. POSIX sh, like the official entrypoint.
 # shellcheck disable=SC2034 # the NGINX_* values are exported by name (rendered_variables)
@@ -8,7 +9,7 @@ set -o errexit -o nounset
 # Lists are split on commas and spaces below: `*` (any host) must stay a `*`.
 set -o noglob
 
-templates=/etc/nginx/site-templates
+site_dir=/srv/site
 output_dir=/run/nginx
 tls_dir=/etc/nginx/tls
 
@@ -134,6 +135,15 @@ worker_processes() {
   printf '%s' "$cpus"
 }
 
+# The active release: its templates, and the web containers of its version (each web container
+# carries the network alias web-<version>, compose.yaml), so nginx sends no request to another
+# version's containers, whichever are running.
+[ -d "$site_dir/current/nginx" ] || fail "no active release in $site_dir (the site volume);" \
+  "the publish service, or ./ops deploy, publishes one"
+templates=$site_dir/current/nginx
+release=$(readlink "$site_dir/current")
+NGINX_UPSTREAM_HOST=web-${release##*/}
+
 [ -n "${NGINX_LOCAL_RESOLVERS:-}" ] || fail "no DNS resolver found in /etc/resolv.conf;" \
   "nginx needs Docker's to find the web containers"
 
@@ -164,7 +174,8 @@ NGINX_WORKER_PROCESSES=$(worker_processes)
 rendered_variables='NGINX_HTTP_PORT NGINX_CLIENT_MAX_BODY_SIZE NGINX_SERVER_NAMES
   NGINX_REAL_IP_FROM NGINX_TRUSTED_PROXY_RANGES NGINX_RATE_LIMIT NGINX_RATE_BURST
   NGINX_CONN_LIMIT NGINX_KEEPALIVE_TIMEOUT NGINX_CONTENT_SECURITY_POLICY
-  NGINX_TLS_DEFAULT_LISTEN NGINX_TLS_LISTEN NGINX_LOCAL_RESOLVERS NGINX_WORKER_PROCESSES'
+  NGINX_TLS_DEFAULT_LISTEN NGINX_TLS_LISTEN NGINX_LOCAL_RESOLVERS NGINX_WORKER_PROCESSES
+  NGINX_UPSTREAM_HOST'
 substitutions=
 for name in $rendered_variables; do
   export "${name?}"
@@ -175,4 +186,5 @@ for name in workers.conf site.conf probes.conf; do
   envsubst "$substitutions" <"$templates/$name.template" >"$output_dir/$name"
 done
 [ -n "${NGINX_ENTRYPOINT_QUIET_LOGS:-}" ] ||
-  echo "$0: configured for host names: $NGINX_SERVER_NAMES; $NGINX_WORKER_PROCESSES workers"
+  echo "$0: release ${release##*/} for host names: $NGINX_SERVER_NAMES;" \
+    "$NGINX_WORKER_PROCESSES workers"

@@ -2,6 +2,7 @@
 
 Liveness only (no database), and no Django import, so a probe costs a few milliseconds and
 still answers while the database is down. Exit 0 when healthy, 1 otherwise (Docker's contract).
+`healthcheck.py /readyz` asks readiness instead (tools/ops does, before a release gets traffic).
 """
 
 import http.client
@@ -11,12 +12,12 @@ import sys
 TIMEOUT_S = 3
 
 
-def main() -> int:
+def main(path: str = "/healthz") -> int:
     connection = http.client.HTTPConnection(
         "127.0.0.1", int(os.environ["GUNICORN_PORT"]), timeout=TIMEOUT_S
     )
     try:
-        connection.request("GET", "/healthz")
+        connection.request("GET", path)
         status = connection.getresponse().status
     except OSError as error:
         print(f"unhealthy: {error}")
@@ -24,10 +25,10 @@ def main() -> int:
     finally:
         connection.close()
     if status != 200:
-        print(f"unhealthy: /healthz answered {status}")
+        print(f"unhealthy: {path} answered {status}")
         return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(*sys.argv[1:2]))

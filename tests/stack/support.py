@@ -34,7 +34,8 @@ from tests.harness.polling import wait_until
 ARTIFACTS = REPO / "tests" / "artifacts"
 SITE_HOST = "localhost"
 SUPERUSER = ("ops", "a-long-admin-password-1234")
-# A fresh stack (images cached, volumes empty) must be healthy within this; measured: docs/operations.md.
+# A fresh stack (images cached, volumes empty) must be healthy within this (docs/operations.md,
+# Measured).
 UP_BOUND_S = 180
 REQUEST_TIMEOUT_S = 15
 LOG_WAIT_S = 15
@@ -179,7 +180,8 @@ class Stack:
         return self.project.exec(service, *command, user=user).stdout
 
     def create_superuser(self, user: tuple[str, str] = SUPERUSER) -> None:
-        """The documented way (docs/operations.md): a one-off web container running createsuperuser --noinput."""
+        """The documented way (docs/operations.md): a one-off web container running
+        createsuperuser --noinput."""
         self.project.run(
             "web", "python", "manage.py", "createsuperuser", "--noinput",
             "--username", user[0], "--email", f"{user[0]}@example.com",

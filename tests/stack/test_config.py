@@ -1,6 +1,7 @@
 """What ops configure reaches the containers: every variable in .env.example is either passed by
-compose or marked "image only"; the ports written in two places agree; a database URL beside
-the db service is a clear error, and the documented external-database override works."""
+compose or marked as read elsewhere (the image, ./ops); the ports written in two places agree;
+a database URL beside the db service is a clear error, and the documented external-database
+override works."""
 
 import json
 import re
@@ -17,7 +18,8 @@ from tests.stack.support import SUPERUSER, boot, stack_env
 
 ENV_EXAMPLE = REPO / ".env.example"
 DB_IMAGE = service_image(REPO, "db")
-IMAGE_ONLY = "image only: compose does not pass this"
+# Variables compose does not pass say so, with who reads them instead.
+NOT_PASSED = re.compile(r"(image|\./ops) only: compose does not pass this")
 VARIABLE_LINE = re.compile(r"^(?:# )?([A-Z][A-Z0-9_]*)=")
 # Each override with compose.yaml, and the values its required variables need.
 COMBINATIONS = {
@@ -40,15 +42,15 @@ NOT_OPS_SETTINGS = {
 
 
 def env_example_variables() -> dict[str, bool]:
-    """Variable name -> marked image only. A comment block describes the variable lines
-    directly under it."""
+    """Variable name -> marked as not passed by compose. A comment block describes the
+    variable lines directly under it."""
     variables: dict[str, bool] = {}
     block: list[str] = []
     previous_was_variable = False
     for line in ENV_EXAMPLE.read_text().splitlines():
         match = VARIABLE_LINE.match(line)
         if match:
-            variables[match.group(1)] = any(IMAGE_ONLY in comment for comment in block)
+            variables[match.group(1)] = any(NOT_PASSED.search(comment) for comment in block)
         elif line.startswith("#"):
             if previous_was_variable:
                 block = []
@@ -98,9 +100,9 @@ def test_every_env_example_variable_reaches_a_container_or_says_image_only():
     for name, image_only in sorted(variables.items()):
         consumed = consumed_by_compose(name)
         if image_only and consumed:
-            problems.append(f"{name} is marked image only, but compose passes it")
+            problems.append(f"{name} is marked as not passed, but compose passes it")
         if not image_only and not consumed:
-            problems.append(f"{name}: compose ignores it, and it is not marked image only")
+            problems.append(f"{name}: compose ignores it, and it is not marked as read elsewhere")
     assert problems == []
 
 
@@ -148,15 +150,22 @@ def published_targets(files: tuple[str, ...], service: str) -> list[int]:
     return [int(port["target"]) for port in config["services"][service].get("ports", [])]
 
 
+def service_images(project) -> dict[str, str]:
+    config = json.loads(project.compose("config", "--format", "json").stdout)["services"]
+    return {name: service.get("image", "") for name, service in config.items()}
+
+
 def test_ports_written_twice_agree(compose_project):
     """nginx's upstream port is the web image's GUNICORN_PORT, and compose publishes the
     ports the images listen on."""
     project = compose_project()
     project.compose("build", timeout=900)
-    web, nginx = image_env(f"{project.name}-web"), image_env(f"{project.name}-nginx")
+    images = service_images(project)
+    web, nginx = image_env(images["web"]), image_env(images["nginx"])
 
     template = (REPO / "nginx/templates/site.conf.template").read_text()
-    assert re.findall(r"server web:(\d+) resolve;", template) == [web["GUNICORN_PORT"]]
+    upstream = r"server \$\{NGINX_UPSTREAM_HOST\}:(\d+) resolve;"
+    assert re.findall(upstream, template) == [web["GUNICORN_PORT"]]
     assert published_targets(("compose.yaml", "compose.dev.yaml"), "web") == [
         int(web["GUNICORN_PORT"])
     ]
@@ -167,16 +176,17 @@ def test_ports_written_twice_agree(compose_project):
     ]
 
 
-def test_init_secrets_runs_the_image_web_builds(compose_project):
-    """One build, one image: init-secrets names web's image and never pulls it."""
+def test_one_shots_run_the_image_web_builds(compose_project):
+    """One build, one image: init-secrets and publish name web's image and never pull it."""
     project = compose_project()
     config = json.loads(project.compose("config", "--format", "json").stdout)["services"]
     assert "build" in config["web"]
-    assert "build" not in config["init-secrets"]
-    assert config["init-secrets"]["image"] == f"{project.name}-web"
-    assert config["init-secrets"]["pull_policy"] == "never"
-    images = project.compose("config", "--images").stdout.split()
-    assert sorted(set(images)) == sorted({f"{project.name}-web", f"{project.name}-nginx", DB_IMAGE})
+    for one_shot in ("init-secrets", "publish"):
+        assert "build" not in config[one_shot]
+        assert config[one_shot]["image"] == config["web"]["image"]
+        assert config[one_shot]["pull_policy"] == "never"
+    images = set(project.compose("config", "--images").stdout.split())
+    assert images == {config["web"]["image"], config["nginx"]["image"], DB_IMAGE}
 
 
 def test_database_url_beside_the_db_service_is_a_clear_error(compose_project, free_port):
@@ -236,7 +246,7 @@ def test_external_database_through_the_documented_override(
             "EXTERNAL_DB_NETWORK": network,
         },
     )
-    assert {c["Service"] for c in stack.project.ps()} == {"init-secrets", "web", "nginx"}
+    assert {c["Service"] for c in stack.project.ps()} == {"init-secrets", "publish", "web", "nginx"}
     assert stack.get("/readyz", https=False).status_code == 200
     stack.project.run(
         "web", "python", "manage.py", "createsuperuser", "--noinput",

@@ -55,8 +55,8 @@ def cat_names(client) -> list[str]:
 
 
 def test_backup_and_restore_as_the_readme_says(compose_project, free_port):
-    """docs/operations.md, Where the data lives. A dump taken, a cat added after it, the dump restored:
-    the database is back to the dump, through the whole stack."""
+    """docs/operations.md, Where the data lives. A dump taken, a cat added after it, the dump
+    restored: the database is back to the dump, through the whole stack."""
     stack = boot(compose_project, free_port())
     stack.create_superuser()
     client = stack.signed_in_client()

@@ -7,6 +7,7 @@ import pytest
 
 from tests.harness import REPO
 from tests.harness.docker import build_image
+from tests.harness.site import active_release
 from tests.harness.tls import self_signed_certificate
 
 TAG = "catcollector-test/nginx:latest"
@@ -17,21 +18,25 @@ STARTED = r"start worker process"
 MATCHED, DROPPED = "502", "000"
 
 
+# How every test runs the image: compose's read-only root and tmpfs mounts, and a site volume
+# with this checkout's templates as the active release (filled in by the nginx_image fixture).
+RUN_OPTIONS = [
+    "--read-only", "--tmpfs", "/run/nginx:uid=101,gid=101",
+    "--tmpfs", "/var/cache/nginx:uid=101,gid=101",
+]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def nginx_image(tmp_path_factory) -> str:
-    """nginx/ built with a stand-in for the web image's static files."""
-    web = tmp_path_factory.mktemp("web-context")
-    (web / "srv" / "static" / "cats").mkdir(parents=True)
-    (web / "srv" / "static" / "cats" / "style.0123456789ab.css").write_text("body{}\n")
-    build_image(REPO / "nginx", TAG, extra_args=["--build-context", f"web={web}"])
+    site = active_release(tmp_path_factory.mktemp("nginx-site") / "site")
+    if "--volume" not in RUN_OPTIONS:
+        RUN_OPTIONS.extend(["--volume", f"{site}:/srv/site:ro"])
+    build_image(REPO / "nginx", TAG)
     return TAG
 
 
 def run_nginx(containers, image, env, options=()):
-    return containers.run_once(image, env=env, options=["--read-only", *TMPFS, *options])
-
-
-TMPFS = ["--tmpfs", "/run/nginx:uid=101,gid=101", "--tmpfs", "/var/cache/nginx:uid=101,gid=101"]
+    return containers.run_once(image, env=env, options=[*RUN_OPTIONS, *options])
 
 
 def status_for_host(container, host: str, path: str = "/", scheme: str = "http") -> str:
@@ -98,7 +103,7 @@ def test_server_names_follow_django_allowed_hosts(containers, nginx_image):
     nginx = containers.run(
         nginx_image,
         env={**BASE_ENV, "DJANGO_ALLOWED_HOSTS": "cats.example.com, .example.org,[::1]"},
-        options=["--read-only", *TMPFS],
+        options=RUN_OPTIONS,
     )
     nginx.wait_for_log(STARTED)
     expected = {
@@ -120,7 +125,7 @@ def test_server_names_follow_django_allowed_hosts(containers, nginx_image):
 
 def test_any_host_when_django_allows_any(containers, nginx_image):
     nginx = containers.run(
-        nginx_image, env={**BASE_ENV, "DJANGO_ALLOWED_HOSTS": "*"}, options=["--read-only", *TMPFS]
+        nginx_image, env={**BASE_ENV, "DJANGO_ALLOWED_HOSTS": "*"}, options=RUN_OPTIONS
     )
     nginx.wait_for_log(STARTED)
     assert status_for_host(nginx, "anything.example.net") == MATCHED
@@ -131,7 +136,7 @@ def test_tls_listener_switched_on_by_a_mounted_certificate(containers, nginx_ima
     nginx = containers.run(
         nginx_image,
         env=BASE_ENV,
-        options=["--read-only", *TMPFS, "--volume", f"{tmp_path}:/etc/nginx/tls:ro"],
+        options=[*RUN_OPTIONS, "--volume", f"{tmp_path}:/etc/nginx/tls:ro"],
     )
     nginx.wait_for_log(STARTED)
     # A load balancer probing the VM's address sends no SNI: the default server answers.
@@ -155,7 +160,7 @@ def test_trusted_proxies_are_configurable(containers, nginx_image, trusted, logg
     nginx = containers.run(
         nginx_image,
         env={**BASE_ENV, "NGINX_TRUSTED_PROXIES": trusted},
-        options=["--read-only", *TMPFS],
+        options=RUN_OPTIONS,
     )
     nginx.wait_for_log(STARTED)
     nginx.exec(
@@ -170,7 +175,7 @@ def nginx_t(containers, image, env, options=()) -> subprocess.CompletedProcess[s
     scripts said on stderr."""
     return containers.run_once(
         image, "/docker-entrypoint.sh", "nginx", "-T",
-        env=env, options=["--read-only", *TMPFS, "--entrypoint", "", *options],
+        env=env, options=[*RUN_OPTIONS, "--entrypoint", "", *options],
     )  # fmt: skip
 
 
@@ -189,7 +194,7 @@ def test_upload_limit_defaults_to_djangos_default(containers, nginx_image):
 def test_one_worker_per_cpu_of_the_container(containers, nginx_image, cpus, workers):
     """The CPU quota counts, not the host's CPUs (nproc is the host's 2 here), bounded at 4."""
     options = ["--cpus", cpus] if cpus else []
-    nginx = containers.run(nginx_image, env=BASE_ENV, options=["--read-only", *TMPFS, *options])
+    nginx = containers.run(nginx_image, env=BASE_ENV, options=[*RUN_OPTIONS, *options])
     nginx.wait_for_log(STARTED)
     assert f"worker_processes {workers};" in nginx.exec("nginx", "-T").stdout
     running = nginx.exec("sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '").stdout

@@ -29,6 +29,7 @@ def test_fresh_up_reaches_healthy_with_migrations_applied(shared_stack):
     }
     assert states == {
         "init-secrets": ("exited", "", 0),
+        "publish": ("exited", "", 0),
         "db": ("running", "healthy", 0),
         "web": ("running", "healthy", 0),
         "nginx": ("running", "healthy", 0),
@@ -370,10 +371,11 @@ def test_containers_are_locked_down(shared_stack):
 def test_nginx_writes_only_to_its_tmpfs(shared_stack):
     mounts = {m["Destination"]: m for m in shared_stack.inspect("nginx")["Mounts"]}
     assert mounts["/srv/media"]["RW"] is False
+    assert mounts["/srv/site"]["RW"] is False
     tmpfs = shared_stack.inspect("nginx")["HostConfig"]["Tmpfs"]
     assert set(tmpfs) == {"/run/nginx", "/var/cache/nginx"}
     probe = shared_stack.project.exec(
-        "nginx", "sh", "-c", "touch /etc/nginx/x /srv/static/x /srv/media/x", check=False
+        "nginx", "sh", "-c", "touch /etc/nginx/x /srv/site/static/x /srv/media/x", check=False
     )
     assert probe.returncode != 0
     assert probe.stderr.count("Read-only file system") == 3

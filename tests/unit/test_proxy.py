@@ -37,7 +37,8 @@ def submit(client: Client, *, with_token: bool = True, **headers: str):
 
 @pytest.fixture
 def plain_http_trial(settings):
-    """DJANGO_SECURE_SSL_REDIRECT=false and DJANGO_SECURE_COOKIES=false, as docs/operations.md says."""
+    """DJANGO_SECURE_SSL_REDIRECT=false and DJANGO_SECURE_COOKIES=false, as docs/operations.md
+    says."""
     settings.SECURE_SSL_REDIRECT = False
     settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
 

@@ -1,0 +1,229 @@
+"""./ops deploy and rollback under load: one stack's life, in order (tests/ops/conftest.py).
+
+a is this checkout. b changes the CSS and adds a backward-compatible migration; rolling back
+to a keeps b's schema. c cannot start, d's migration fails: both are undone by the verb.
+e changes nginx's site configuration (a reload); f changes the proxy itself (a new nginx
+container, the one window this stack cannot close). Throughout, visitors load pages and their
+static files, a signed-in writer adds cats, and a slow upload crosses each switch: every
+request must succeed and every acknowledged cat must be there afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import requests
+
+from tests.ops.traffic import SlowUpload, Traffic, cat_names
+from tests.stack.support import SITE_HOST, record
+
+SLOW_UPLOAD_S = 8
+# web containers kept through the nginx-configuration deploy (`--scale` survives a deploy).
+SCALE = 2
+# A new nginx container: the old one's stop (its requests in flight), the new one's start.
+NEW_PROXY_WINDOW_BOUND_S = 5
+EXPAND_MIGRATION = """from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("cats", "0001_initial")]
+    operations = [
+        migrations.AddField("cat", "nickname", models.CharField(max_length=50, null=True)),
+    ]
+"""
+FAILING_MIGRATION = """from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("cats", "0002_cat_nickname")]
+    operations = [migrations.RunSQL("SELECT 1 / 0")]
+"""
+CANNOT_START = '\nraise SystemExit("error: this release cannot start")\n'
+
+
+def stylesheet(project) -> str:
+    page = requests.get(
+        project.site.url("/"), headers={"Host": SITE_HOST, "X-Forwarded-Proto": "https"},
+        timeout=15,
+    )  # fmt: skip
+    return re.search(r'href="(/static/cats/style\.[0-9a-f]{12}\.css)"', page.text).group(1)
+
+
+def static_status(project, path: str) -> int:
+    return requests.get(project.site.url(path), headers={"Host": SITE_HOST}, timeout=15).status_code
+
+
+def deploy_under_load(project, *args: str, expect_success: bool = True, on_line=None):
+    """`./ops ARGS` while the traffic runs and a slow upload crosses the switch; returns
+    (the verb's output, the traffic, the slow upload). `on_line` sees each line as it comes."""
+    upload = SlowUpload(project.site, SLOW_UPLOAD_S, name=f"slow {' '.join(args)}")
+    output = []
+    with Traffic(project.site) as traffic:
+        time.sleep(1)
+        started = time.monotonic()
+        process = project.popen(*args)
+        for line in process.stdout:
+            output.append(line)
+            # Sent once the new release is up, so it is in flight at the switch.
+            if "] ready" in line and upload.ident is None:
+                upload.start()
+            if on_line is not None:
+                on_line(line)
+        process.wait(timeout=600)
+        project.durations[" ".join(args)] = round(time.monotonic() - started, 1)
+        if upload.ident is not None:
+            upload.join(timeout=SLOW_UPLOAD_S + 30)
+        time.sleep(1)
+    text = "".join(output)
+    assert (process.returncode == 0) == expect_success, text
+    assert traffic.requests > 50
+    assert traffic.failures == [], traffic.failures[:10]
+    acknowledged = set(traffic.acknowledged) | ({upload.name} if upload.status == 302 else set())
+    missing = acknowledged - cat_names(project.site)
+    assert missing == set(), f"{len(missing)} acknowledged cats are missing"
+    return text, traffic, upload
+
+
+def test_a_first_deploy_brings_the_stack_up(ops_project):
+    result = ops_project.ops("deploy", "a", "--build")
+    assert "nothing runs yet: a brings the stack up" in result.stdout
+    assert result.stdout.splitlines()[-1].startswith("deploy: done in ")
+    assert ops_project.setting("APP_VERSION") == "a"
+    images = ops_project.compose("images").stdout
+    assert re.search(rf"{re.escape(ops_project.images[0])}\s+a\s", images), images
+    ops_project.create_superuser()
+    assert static_status(ops_project, stylesheet(ops_project)) == 200
+
+
+def test_deploy_a_to_b_loses_no_request(ops_project):
+    old_css = stylesheet(ops_project)
+    ops_project.edit(
+        "app/cats/static/cats/style.css", "button {", ".cats li { margin: 0; }\nbutton {"
+    )
+    ops_project.edit(
+        "app/cats/models.py", "    photo = models.ImageField(",
+        "    nickname = models.CharField(max_length=50, null=True)\n    photo = models.ImageField(",
+    )  # fmt: skip
+    ops_project.write("app/cats/migrations/0002_cat_nickname.py", EXPAND_MIGRATION)
+    web_before = set(ops_project.container_ids("web"))
+    nginx_before = ops_project.container_ids("nginx")
+
+    _, traffic, upload = deploy_under_load(ops_project, "deploy", "b", "--build")
+
+    assert (upload.status, upload.location[:6]) == (302, "/cats/")
+    assert ops_project.setting("APP_VERSION") == "b"
+    assert set(ops_project.container_ids("web")).isdisjoint(web_before)
+    assert ops_project.container_ids("nginx") == nginx_before
+    new_css = stylesheet(ops_project)
+    assert new_css != old_css
+    # A page a rendered, still open in a browser, keeps its CSS; b's is served too.
+    assert static_status(ops_project, old_css) == 200
+    assert static_status(ops_project, new_css) == 200
+    assert {old_css, new_css} <= traffic.static_seen
+    record("deploy a to b", {"requests": traffic.requests, "failed": len(traffic.failures),
+                             "seconds": ops_project.durations["deploy b --build"]})  # fmt: skip
+
+
+def test_rollback_names_the_newer_migrations_and_waits_for_a_choice(ops_project):
+    result = ops_project.ops("rollback", check=False)
+    assert result.returncode == 1
+    assert "the database holds migrations a does not know: cats.0002_cat_nickname" in result.stderr
+    assert "--keep-schema" in result.stderr
+    assert "--reverse-migrations" in result.stderr
+    assert ops_project.setting("APP_VERSION") == "b"
+
+
+def test_rollback_b_to_a_keeping_the_schema_loses_no_request(ops_project):
+    b_css = stylesheet(ops_project)
+    _, traffic, upload = deploy_under_load(ops_project, "rollback", "--keep-schema")
+    assert (upload.status, upload.location[:6]) == (302, "/cats/")
+    assert ops_project.setting("APP_VERSION") == "a"
+    assert stylesheet(ops_project) != b_css
+    assert static_status(ops_project, b_css) == 200
+    seconds = ops_project.durations["rollback --keep-schema"]
+    record("rollback b to a", {"requests": traffic.requests, "failed": 0, "seconds": seconds})
+
+
+def test_a_release_that_cannot_start_is_undone(ops_project):
+    ops_project.edit("config/gunicorn.py", "\nMODES = {", CANNOT_START + "\nMODES = {")
+    web_before = set(ops_project.container_ids("web"))
+    output, traffic, upload = deploy_under_load(
+        ops_project, "deploy", "c", "--build", expect_success=False
+    )
+    ops_project.edit("config/gunicorn.py", CANNOT_START + "\nMODES = {", "\nMODES = {")
+    assert "failed at ready: c's web container" in output
+    assert "error: this release cannot start" in output
+    assert (upload.status, upload.location[:6]) == (302, "/cats/")
+    assert ops_project.setting("APP_VERSION") == "a"
+    assert set(ops_project.container_ids("web")) == web_before
+    record("failed deploy: c cannot start", {"requests": traffic.requests,
+                                             "failed": len(traffic.failures)})  # fmt: skip
+
+
+def test_a_release_whose_migration_fails_is_undone(ops_project):
+    ops_project.write("app/cats/migrations/0003_fails.py", FAILING_MIGRATION)
+    web_before = set(ops_project.container_ids("web"))
+    output, traffic, _ = deploy_under_load(
+        ops_project, "deploy", "d", "--build", expect_success=False
+    )
+    (ops_project.directory / "app/cats/migrations/0003_fails.py").unlink()
+    assert "failed at migrate: d's migrations failed; a still serves" in output
+    assert "division by zero" in output
+    assert set(ops_project.container_ids("web")) == web_before
+    assert ops_project.setting("APP_VERSION") == "a"
+    record("failed deploy: d's migration fails", {"requests": traffic.requests,
+                                                 "failed": len(traffic.failures)})  # fmt: skip
+
+
+def test_an_nginx_configuration_change_is_a_reload_that_keeps_the_scale(ops_project):
+    """Also: a second verb is refused while this deploy runs."""
+    ops_project.compose("up", "--detach", "--no-recreate", "--scale", f"web={SCALE}", "web")
+    ops_project.edit(
+        "nginx/templates/site.conf.template", "    location / {\n        limit_req",
+        "    location / {\n        add_header X-Release-Test e always;\n        limit_req",
+    )  # fmt: skip
+    nginx_before = ops_project.container_ids("nginx")
+    refusals = []
+
+    def second_verb(line: str) -> None:
+        if "] publish" in line:
+            refusals.append(ops_project.ops("deploy", "x", "--build", check=False))
+
+    _, traffic, upload = deploy_under_load(
+        ops_project, "deploy", "e", "--build", on_line=second_verb
+    )
+    assert (upload.status, upload.location[:6]) == (302, "/cats/")
+    assert ops_project.container_ids("nginx") == nginx_before
+    answer = requests.get(
+        ops_project.site.url("/"), headers={"Host": SITE_HOST, "X-Forwarded-Proto": "https"},
+        timeout=15,
+    )  # fmt: skip
+    assert answer.headers["X-Release-Test"] == "e"
+    assert len(ops_project.container_ids("web")) == SCALE
+    [refused] = refusals
+    assert refused.returncode == 1
+    assert "./ops deploy (pid" in refused.stderr
+    assert "is running in this project" in refused.stderr
+    record("deploy with an nginx configuration change", {
+        "requests": traffic.requests, "failed": len(traffic.failures),
+        "seconds": ops_project.durations["deploy e --build"],
+    })  # fmt: skip
+
+
+def test_a_new_proxy_replaces_nginx_within_a_short_window(ops_project):
+    ops_project.edit("nginx/nginx.conf", "events {", "# a new proxy release\nevents {")
+    nginx_before = ops_project.container_ids("nginx")
+    with Traffic(ops_project.site) as traffic:
+        time.sleep(1)
+        ops_project.ops("deploy", "f", "--build")
+        time.sleep(1)
+    assert ops_project.container_ids("nginx") != nginx_before
+    times = [float(failure.split("s ", 1)[0]) for failure in traffic.failures]
+    window = max(times) - min(times) if times else 0.0
+    assert window < NEW_PROXY_WINDOW_BOUND_S, traffic.failures
+    assert set(traffic.acknowledged) <= cat_names(ops_project.site)
+    record("deploy with a new proxy", {
+        "requests": traffic.requests, "failed": len(traffic.failures),
+        "window_s": round(window, 2), "seconds": ops_project.durations["deploy f --build"],
+    })  # fmt: skip

@@ -1,0 +1,97 @@
+"""The ops CLI's pieces that need no engine: .env editing, versions, history, its minimums.
+The verbs themselves run against the real engine in tests/ops."""
+
+import re
+import subprocess
+
+import pytest
+
+from tests.harness import REPO
+from tools.ops import project as ops_project
+from tools.ops.console import OpsError
+from tools.ops.history import History
+from tools.ops.images import check_version, proxy_version
+
+
+def test_env_values_are_set_in_place_and_everything_else_is_kept(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("# a comment\nDJANGO_ALLOWED_HOSTS=cats.example.com\nAPP_VERSION='1.0'\n"
+                   "# APP_VERSION=commented\n")  # fmt: skip
+    env.chmod(0o600)
+    ops_project.write_env_values(env, {"APP_VERSION": "1.1", "NGINX_VERSION": "proxy-abc"})
+    assert env.read_text() == (
+        "# a comment\nDJANGO_ALLOWED_HOSTS=cats.example.com\nAPP_VERSION=1.1\n"
+        "# APP_VERSION=commented\nNGINX_VERSION=proxy-abc\n"
+    )
+    assert env.stat().st_mode & 0o777 == 0o600
+    assert ops_project.read_env_file(env)["APP_VERSION"] == "1.1"
+    assert [p.name for p in tmp_path.iterdir()] == [".env"]
+
+
+def test_env_file_read_as_compose_reads_it(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("A=1\n export B = \"two words\"\n#C=3\nD='x'\nE=\n")
+    assert ops_project.read_env_file(env) == {"A": "1", "B": "two words", "D": "x", "E": ""}
+
+
+@pytest.mark.parametrize("version", ["1.4.2", "v2.0.0-3-gdeadbee", "b", "2026-12-01.1"])
+def test_versions_that_are_tags_and_dns_labels(version):
+    assert check_version(version) == version
+
+
+@pytest.mark.parametrize("version", ["", "V1", "-x", "1.0_rc", "a/b", "x" * 64, "1 0"])
+def test_versions_that_are_refused_with_the_rule(version):
+    with pytest.raises(OpsError, match="lowercase letters, digits, dots and dashes"):
+        check_version(version)
+
+
+def test_the_proxy_version_follows_nginx_files_but_not_the_release_templates(tmp_path):
+    nginx = tmp_path / "nginx"
+    (nginx / "templates").mkdir(parents=True)
+    (nginx / "Dockerfile").write_text("FROM nginx:1.30-trixie\n")
+    (nginx / "templates" / "site.conf.template").write_text("a")
+    before = proxy_version(tmp_path)
+    (nginx / "templates" / "site.conf.template").write_text("b")
+    assert proxy_version(tmp_path) == before
+    (nginx / "Dockerfile").write_text("FROM nginx:1.31-trixie\n")
+    assert proxy_version(tmp_path) != before
+    assert re.fullmatch(r"proxy-[0-9a-f]{12}", before)
+    assert check_version(proxy_version(REPO))
+
+
+def test_history_gives_the_previous_version_and_the_ones_to_keep(tmp_path):
+    history = History(tmp_path)
+    for app in ("a", "b", "a", "c", "d"):
+        history.append(app, f"proxy-{app}")
+    assert history.previous("d").app == "c"
+    assert [e.app for e in history.kept(3)] == ["d", "c", "a"]
+    assert history.latest_of("b").proxy == "proxy-b"
+    assert History(tmp_path / "none").previous("x") is None
+
+
+def test_the_tests_need_the_versions_ops_needs():
+    engine_env = (REPO / "tests/harness/engine.env").read_text()
+    minimum = dict(re.findall(r"^TESTS_MIN_(ENGINE|COMPOSE)=([\d.]+)$", engine_env, re.M))
+    assert ops_project.parse_version(minimum["ENGINE"]) == ops_project.MIN_ENGINE
+    assert ops_project.parse_version(minimum["COMPOSE"]) == ops_project.MIN_COMPOSE
+
+
+def test_a_bad_argument_is_one_line_of_usage(tmp_path):
+    result = subprocess.run(
+        [str(REPO / "ops"), "deploy", "--bogus"], cwd=tmp_path, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "unrecognized arguments: --bogus" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_outside_a_project_the_verb_says_where_to_run(tmp_path):
+    result = subprocess.run(
+        [str(REPO / "ops"), "status"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        == f"status: failed: no compose.yaml in {tmp_path}; run ./ops from the project's folder"
+    )
