@@ -67,11 +67,15 @@ class Deployment:
     def check(self) -> None:
         engine, compose = self.project.check_versions()
         self.console.note(f"Docker Engine {engine}, compose {compose}")
-        app = self.project.setting("APP_VERSION", "latest")
+        recorded = self.project.setting("APP_VERSION", "latest")
+        app = self.project.active_release() or recorded
+        if app != recorded:
+            # A deploy stopped between its switch and its record: what nginx serves counts.
+            self.console.note(f"{app} is active although .env names {recorded}")
         web = [c for c in self.project.containers("web") if c.state == "running"]
         strays = [c for c in web if c.version != app]
         if strays:
-            # An interrupted deploy's containers: never active, so nginx sends them nothing.
+            # An unfinished deploy's containers: not active, so nginx sends them nothing.
             self.console.note(f"removing {len(strays)} web container(s) of an unfinished deploy")
             self.project.docker("rm", "--force", *[c.id for c in strays])
         self.running = [c for c in web if c.version == app]
@@ -282,7 +286,7 @@ class Deployment:
             ):  # fmt: skip
                 with self.console.step(name):
                     action()
-        except OpsError:
+        except (OpsError, KeyboardInterrupt):
             self.undo()
             raise
         with self.console.step("retire"):

@@ -212,6 +212,14 @@ class Project:
             found, key=lambda c: int(c.name.rsplit("-", 1)[-1]) if c.name[-1].isdigit() else 0
         )
 
+    def active_release(self) -> str | None:
+        """The release nginx serves (the site volume's `current`), when nginx runs."""
+        result = self.compose(
+            "exec", "-T", "nginx", "readlink", "/srv/site/current", check=False, timeout=30
+        )
+        link = result.stdout.strip()
+        return link.rsplit("/", 1)[-1] if result.returncode == 0 and link else None
+
     def logs(self, container: Container, lines: int = 20) -> str:
         result = self.docker("logs", "--tail", str(lines), container.id, check=False)
         return (result.stdout + result.stderr).strip()

@@ -28,6 +28,7 @@ def status(project: Project, console: Console) -> str:
         app = project.setting("APP_VERSION", "latest")
         proxy = project.setting("NGINX_VERSION", "latest")
         console.note(f"release {app}, proxy {proxy} (.env)")
+        console.note(f"nginx serves release {project.active_release() or '(nginx is not running)'}")
         history = History(project.state_dir)
         previous = history.previous(app)
         images = Images(project)
