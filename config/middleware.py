@@ -1,5 +1,7 @@
 import uuid
 
+from django.http import HttpRequest
+
 from config.logging import REQUEST_ID_HEADER, clean_request_id, request_id
 
 
@@ -23,3 +25,11 @@ class RequestIdMiddleware:
         finally:
             # Threads serve many requests; the next one must not inherit this id.
             request_id.reset(token)
+
+
+def client_address(request: HttpRequest) -> str:
+    """The visitor's address: nginx's X-Forwarded-For, which it always sets to the one address
+    it believes (the realip module, NGINX_TRUSTED_PROXIES), else the peer. Only nginx reaches
+    gunicorn (the trust model, docs/image.md), so a client cannot choose this value."""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    return forwarded.rsplit(",", 1)[-1].strip() or request.META.get("REMOTE_ADDR", "")

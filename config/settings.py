@@ -8,6 +8,7 @@ which the entry points print as one line naming the variable to fix.
 import atexit
 import re
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from config.env import Env
@@ -202,6 +203,11 @@ def read_database() -> dict:
             "max_size": DB_POOL_MAX_SIZE,
             # How long a request waits for a free connection (or for a new one to be made).
             "timeout": DATABASE_CONNECT_TIMEOUT,
+            # After an outage the pool retries with a doubling pause (1, 2, 4 s...) for this
+            # long, then starts over with an immediate attempt at the next request. Kept at
+            # the wait above (lower, a request still waiting would time out); gunicorn's wsgi
+            # workers shorten both (config/gunicorn.py, POOL_WAIT_S).
+            "reconnect_timeout": DATABASE_CONNECT_TIMEOUT,
         }
     elif DB_CONNECTIONS == "persistent":
         # Reused for up to ten minutes, with a health check before the first query of a request.
@@ -226,6 +232,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "app.health",
     "app.cats",
 ]
@@ -242,6 +249,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it answers a locked-out sign-in.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -261,6 +270,33 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- Signing in -----------------------------------------------------------------------------
+
+# Where a sign-in without a usable `next` lands (Django's default, /accounts/profile/, is a 404).
+LOGIN_REDIRECT_URL = "cats:list"
+
+# A password check costs about 0.2 s of CPU (PBKDF2), also for unknown users. nginx limits
+# sign-in POSTs per client address (NGINX_LOGIN_RATE), so one client cannot take the CPU;
+# django-axes limits guesses per account and client: after DJANGO_LOGIN_FAILURE_LIMIT failures
+# that pair is refused (429, templates/429.html, no password check) for
+# DJANGO_LOGIN_LOCKOUT_MINUTES. Not per account alone: anyone could then lock the admin out.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.integer("DJANGO_LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=100)
+AXES_COOLOFF_TIME = timedelta(
+    minutes=env.integer("DJANGO_LOGIN_LOCKOUT_MINUTES", 15, minimum=1, maximum=1440)
+)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "config.middleware.client_address"
+AXES_LOCKOUT_TEMPLATE = "429.html"
+AXES_RESET_ON_SUCCESS = True
+# Sign-ins are in the JSON logs already; a table row per success would only grow.
+AXES_DISABLE_ACCESS_LOG = True
+# No banner at every process start; failures and lockouts are still logged.
+AXES_VERBOSE = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": f"django.contrib.auth.password_validation.{name}"}
