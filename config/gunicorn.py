@@ -13,6 +13,8 @@ same JSON access log (config.gunicorn_logging).
 import ipaddress
 
 from django.conf import settings
+from django.db import connections
+from psycopg_pool import PoolTimeout
 
 from config import gunicorn_logging
 from config.container import attached_networks, available_cpus
@@ -29,6 +31,8 @@ MODES = {
 # The count compose's web limits (mem_limit, pids_limit) and PostgreSQL's connections are sized
 # for: docs/operations.md, Sizing. Bigger machines set GUNICORN_WORKERS and those limits together.
 MAX_DEFAULT_WORKERS = 8
+# How long a wsgi request waits for a database connection (see below).
+POOL_WAIT_S = 1
 
 
 def default_workers(cpus: int) -> int:
@@ -54,6 +58,22 @@ def trusted_proxies(env: Env) -> str:
                 "like 172.18.0.0/16"
             ) from None
     return ",".join(value)
+
+
+def post_worker_init(worker) -> None:
+    """Open the database pool and wait (POOL_WAIT_S) for its first connection before serving,
+    so the worker's first requests do not all wait for one at once (see max_waiting below).
+    A database that does not answer is the requests' business: the worker serves anyway
+    (liveness; readiness answers 503)."""
+    if settings.DB_CONNECTIONS != "pool":
+        return
+    database = connections["default"]
+    try:
+        database.pool.open(wait=True, timeout=POOL_WAIT_S)
+    except PoolTimeout:
+        # psycopg_pool closes a pool whose wait timed out, for good: drop it, and the first
+        # request opens a new one (tests/faults/test_outages.py replaces workers mid-outage).
+        database.close_pool()
 
 
 def worker_exit(server, worker) -> None:
@@ -91,6 +111,18 @@ with exit_on_configuration_error():
         )
     if _mode != "wsgi":
         threads = 1  # uvicorn's workers do not use threads (gunicorn warns otherwise)
+    elif _pooled:
+        # With threads <= the pool's size and the pool opened before the worker serves
+        # (post_worker_init), a request waits for a connection only while the database does
+        # not answer. Then at most threads - 1 wait (a further one fails at once), so one
+        # thread stays free for /healthz: liveness never queues behind the database. And they
+        # wait POOL_WAIT_S, not DATABASE_CONNECT_TIMEOUT: a waiter leaving lets the next
+        # request start a new reconnection attempt, so requests succeed again about a second
+        # after PostgreSQL answers (tests/faults/test_outages.py).
+        _pool = settings.DATABASES["default"]["OPTIONS"]["pool"]
+        _pool["timeout"] = _pool["reconnect_timeout"] = POOL_WAIT_S
+        if threads > 1:
+            _pool["max_waiting"] = threads - 1
 
     # Django is imported once, in the master, and workers fork from it: a replaced worker
     # (max_requests) serves at once instead of importing everything again, and the workers

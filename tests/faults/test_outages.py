@@ -4,9 +4,11 @@ stack."""
 
 import os
 import signal
+import threading
 import time
 
 import pytest
+import requests
 
 from tests.harness.polling import wait_until
 from tests.stack.support import Stack, boot, record
@@ -19,6 +21,15 @@ READYZ_WHILE_DOWN_BOUND_S = 5 + MARGIN_S
 RECOVERY_BOUND_S = 60
 # nginx's proxy_connect_timeout (3 s) bounds an answer while web is gone.
 GATEWAY_ERROR_BOUND_S = 3 + MARGIN_S
+# Long enough for the pool's doubling retry pauses (1, 2, 4, 8 s...) to pass the point where
+# the database comes back, as they did before reconnect_timeout was set.
+OUTAGE_S = 20
+# More clients than web's threads (4 workers x 4 on this machine): every thread is asked to
+# wait for the database at once.
+DATABASE_CLIENTS = 24
+# "About a second" after PostgreSQL answers again, plus this machine's noise.
+RECOVERY_AFTER_DB_BOUND_S = 2.5
+LIVENESS_BOUND_S = 1.5
 
 
 @pytest.fixture
@@ -59,6 +70,92 @@ def test_database_stopped_then_started(stack):
     assert stack.get("/api/cats/").status_code == 200
     assert started_at(stack, "web") == web_before
     assert started_at(stack, "nginx") == nginx_before
+
+
+@pytest.fixture
+def loaded_stack(compose_project, free_port) -> Stack:
+    # One address plays many visitors: the per-client limits are lifted.
+    return boot(
+        compose_project,
+        free_port(),
+        env={
+            "NGINX_RATE_LIMIT": "100000",
+            "NGINX_RATE_BURST": "100000",
+            "NGINX_CONN_LIMIT": "1000",
+        },
+    )
+
+
+def db_answers(stack: Stack) -> bool:
+    probe = stack.project.exec(
+        "db", "pg_isready", "--quiet", "--host=127.0.0.1", check=False
+    )  # fmt: skip
+    return probe.returncode == 0
+
+
+def test_requests_succeed_a_second_after_the_database_and_liveness_never_waits(loaded_stack):
+    stack = loaded_stack
+    stop = threading.Event()
+    api: list[tuple[float, int | str]] = []
+    liveness: list[float] = []
+
+    def ask_the_database() -> None:
+        session = requests.Session()
+        while not stop.is_set():
+            at = time.monotonic()
+            try:
+                status = session.get(
+                    stack.url("/api/cats/"), headers={"Host": "localhost",
+                    "X-Forwarded-Proto": "https"}, timeout=15,
+                ).status_code  # fmt: skip
+            except requests.RequestException as error:
+                status = type(error).__name__
+            api.append((at, status))
+            if status != 200:
+                time.sleep(0.05)
+
+    def probe_liveness() -> None:
+        while not stop.is_set():
+            asked = time.monotonic()
+            stack.get("/healthz", host="10.0.0.9", https=False)
+            liveness.append(time.monotonic() - asked)
+            time.sleep(0.2)
+
+    threads = [threading.Thread(target=ask_the_database) for _ in range(DATABASE_CLIENTS)]
+    threads.append(threading.Thread(target=probe_liveness))
+    for thread in threads:
+        thread.start()
+    try:
+        stack.project.compose("stop", "db")
+        time.sleep(OUTAGE_S)
+        outage_liveness = list(liveness)
+        stack.project.compose("start", "db")
+        back = wait_until(lambda: db_answers(stack) and time.monotonic(), 60, interval=0.1,
+                          what="PostgreSQL answering")  # fmt: skip
+        wait_until(
+            lambda: any(at > back and status == 200 for at, status in api), 60, interval=0.1,
+            what="a request served after the database came back",
+        )  # fmt: skip
+        time.sleep(RECOVERY_AFTER_DB_BOUND_S + 1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    failed_after = [at - back for at, status in api if at > back and status != 200]
+    print(
+        "FAILURES",
+        sorted(
+            {(round(at - back, 1), status) for at, status in api if at > back - 1 and status != 200}
+        )[-40:],
+    )
+    recovered_after = max(failed_after, default=0.0)
+    record("requests after the database returned", {
+        "last_failure_after_s": round(recovered_after, 2),
+        "slowest_liveness_during_outage_s": round(max(outage_liveness), 2),
+        "requests": len(api),
+    })  # fmt: skip
+    assert max(outage_liveness) < LIVENESS_BOUND_S, sorted(outage_liveness)[-5:]
+    assert recovered_after < RECOVERY_AFTER_DB_BOUND_S, failed_after[-5:]
 
 
 def test_web_killed_nginx_answers_quickly_then_recovers(stack):
