@@ -1,8 +1,12 @@
-"""TLS at nginx (compose.tls.yaml): the scheme Django sees is the connection's when the
-connection to nginx is TLS, and the trusted hop's claim only over plain HTTP.
+"""TLS at nginx (compose.tls.yaml): Mozilla's intermediate profile, and the scheme Django
+sees: the connection's when the connection to nginx is TLS, the trusted hop's claim only over
+plain HTTP.
 
 The tests share one stack (conftest): they only read."""
 
+import socket
+import ssl
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +23,15 @@ from tests.stack.support import (
     running_stack,
 )
 
+# Mozilla's intermediate TLS 1.2 suites that an RSA certificate (the tests', most load
+# balancers') can use; the ECDSA ones need an ECDSA certificate.
+INTERMEDIATE_RSA_SUITES = {
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+}
+INTERMEDIATE_GROUPS = {"X25519MLKEM768", "X25519", "prime256v1", "secp384r1"}
+ONE_DAY_S = 86_400
 NGINX_HTTPS_PORT = 8443
 
 
@@ -70,6 +83,125 @@ def test_plain_http_believes_the_trusted_hop(tls_stack):
     redirected = stack.get("/", https=False, headers={"X-Forwarded-Proto": "http"})
     assert (redirected.status_code, redirected.headers["Location"]) == (301, "https://localhost/")
     assert stack.get("/", headers={"X-Forwarded-Proto": "https"}).status_code == 200
+
+
+# --- The TLS profile ---------------------------------------------------------------------------
+
+
+def client_context(
+    ciphers: str = "DEFAULT", version: ssl.TLSVersion | None = None
+) -> ssl.SSLContext:
+    """A client that offers exactly `ciphers` (TLS 1.2 and older) over `version` only.
+    Security level 0: the client's own OpenSSL would otherwise refuse to offer TLS 1.0 and
+    1.1 and weak suites at all, and the test would see the client's refusal, not nginx's."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_ciphers(f"{ciphers}:@SECLEVEL=0")
+    if version is not None:
+        with warnings.catch_warnings():
+            # Python deprecates TLS 1.0 and 1.1: offering them is the point here.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.minimum_version = context.maximum_version = version
+    return context
+
+
+def handshake(port: int, context: ssl.SSLContext) -> ssl.SSLSocket:
+    """A completed TLS handshake with nginx (close it), or ssl.SSLError."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=REQUEST_TIMEOUT_S)
+    try:
+        return context.wrap_socket(raw, server_hostname=SITE_HOST)
+    except BaseException:
+        raw.close()
+        raise
+
+
+def refused_by_nginx(port: int, context: ssl.SSLContext) -> str:
+    """The alert nginx answered the handshake with (fails if the handshake succeeded, or
+    if the client gave up on its own, without an alert from nginx)."""
+    with pytest.raises(ssl.SSLError) as refusal:
+        handshake(port, context).close()
+    assert "ALERT" in refusal.value.reason, refusal.value
+    return refusal.value.reason
+
+
+@pytest.mark.parametrize(
+    "version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1], ids=["TLSv1.0", "TLSv1.1"]
+)
+def test_tls_before_1_2_is_refused(tls_stack, version):
+    _, https_port = tls_stack
+    assert "PROTOCOL_VERSION" in refused_by_nginx(https_port, client_context(version=version))
+
+
+@pytest.mark.parametrize(
+    "suite",
+    [
+        "AES128-GCM-SHA256",  # static RSA key exchange: no forward secrecy
+        "AES256-SHA256",  # static RSA, CBC
+        "ECDHE-RSA-AES128-SHA256",  # CBC (LUCKY13)
+        "ECDHE-RSA-AES256-SHA",  # CBC with SHA-1
+    ],
+)
+def test_tls_1_2_suites_without_forward_secrecy_or_with_cbc_are_refused(tls_stack, suite):
+    _, https_port = tls_stack
+    refused_by_nginx(https_port, client_context(suite, ssl.TLSVersion.TLSv1_2))
+
+
+def test_tls_1_2_accepts_exactly_the_profiles_suites(tls_stack):
+    """Every TLS 1.2 suite this client knows, offered alone: what testssl.sh does."""
+    _, https_port = tls_stack
+    known = {
+        cipher["name"]
+        for cipher in client_context("ALL").get_ciphers()
+        if cipher["protocol"] != "TLSv1.3"
+    }
+    assert {"AES128-GCM-SHA256", "ECDHE-RSA-AES128-SHA"} | INTERMEDIATE_RSA_SUITES <= known
+    accepted = {}
+    for suite in sorted(known):
+        try:
+            with handshake(https_port, client_context(suite, ssl.TLSVersion.TLSv1_2)) as tls:
+                accepted[suite] = tls.cipher()[0]
+        except ssl.SSLError:
+            continue
+    assert accepted == {suite: suite for suite in INTERMEDIATE_RSA_SUITES}
+
+
+def test_tls_1_3_and_ecdhe_gcm_are_accepted(tls_stack):
+    _, https_port = tls_stack
+    context = client_context("ECDHE-RSA-AES128-GCM-SHA256", ssl.TLSVersion.TLSv1_2)
+    with handshake(https_port, context) as tls:
+        assert (tls.version(), tls.cipher()[0]) == ("TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256")
+    with handshake(https_port, client_context(version=ssl.TLSVersion.TLSv1_3)) as tls:
+        assert tls.version() == "TLSv1.3"
+
+
+def test_sessions_resume_for_a_day(tls_stack):
+    """The session cache and timeout of the profile: a returning client skips the full
+    handshake, for a day (TLS 1.3 tells the client how long in its session ticket)."""
+    _, https_port = tls_stack
+    context = client_context(version=ssl.TLSVersion.TLSv1_3)
+    with handshake(https_port, context) as tls:
+        tls.sendall(f"GET /nginx-healthz HTTP/1.1\r\nHost: {SITE_HOST}\r\n\r\n".encode())
+        assert tls.recv(4096).startswith(b"HTTP/1.1 200")  # the session ticket comes with it
+        session = tls.session
+    assert session.ticket_lifetime_hint == ONE_DAY_S
+    raw = socket.create_connection(("127.0.0.1", https_port), timeout=REQUEST_TIMEOUT_S)
+    with context.wrap_socket(raw, server_hostname=SITE_HOST, session=session) as resumed:
+        assert resumed.session_reused
+
+
+def test_key_exchange_groups_are_the_profiles(tls_stack):
+    """The curve list nginx was given works with the OpenSSL it runs (the post-quantum hybrid
+    needs 3.5), and nothing outside it is agreed. openssl in nginx's own image knows every
+    group; this host's Python may not."""
+    stack, _ = tls_stack
+    groups = sorted(INTERMEDIATE_GROUPS | {"secp521r1", "X448", "ffdhe2048"})
+    script = (
+        'for group; do if openssl s_client -connect "127.0.0.1:$0" -groups "$group" '
+        '</dev/null >/dev/null 2>&1; then echo "$group"; fi; done'
+    )
+    output = stack.exec("nginx", "sh", "-c", script, str(NGINX_HTTPS_PORT), *groups)
+    assert set(output.split()) == INTERMEDIATE_GROUPS
 
 
 # --- Request limits over HTTP/2 ----------------------------------------------------------------
