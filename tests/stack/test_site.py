@@ -193,6 +193,12 @@ def test_security_headers(shared_stack):
     assert error.headers["Server"] == "nginx"
     assert "1.30" not in error.text
 
+    # What nginx serves itself carries Django's HSTS (the same defaults), over HTTPS only.
+    for path in ("/static/admin/css/base.css", "/static/no-such-file.css"):
+        hsts = shared_stack.get(path).headers.get("Strict-Transport-Security")
+        assert hsts == headers["Strict-Transport-Security"], path
+        assert "Strict-Transport-Security" not in shared_stack.get(path, https=False).headers
+
 
 def test_static_files_compressed_and_cached_by_nginx(shared_stack):
     login = shared_stack.get("/admin/login/")

@@ -1,8 +1,8 @@
-"""TLS at nginx (compose.tls.yaml): Mozilla's intermediate profile, and the scheme Django
-sees: the connection's when the connection to nginx is TLS, the trusted hop's claim only over
-plain HTTP.
+"""TLS at nginx (compose.tls.yaml): Mozilla's intermediate profile, HSTS on every HTTPS answer
+with Django's value, and the scheme Django sees: the connection's when the connection to nginx
+is TLS, the trusted hop's claim only over plain HTTP.
 
-The tests share one stack (conftest): they only read."""
+The tests share one stack (conftest): they only read, or add a media file of their own."""
 
 import socket
 import ssl
@@ -23,6 +23,9 @@ from tests.stack.support import (
     running_stack,
 )
 
+# Not Django's defaults, so nginx can only match Django's header by reading the same settings.
+HSTS_ENV = {"DJANGO_SECURE_HSTS_SECONDS": "600", "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS": "yes"}
+HSTS = "max-age=600; includeSubDomains"
 # Mozilla's intermediate TLS 1.2 suites that an RSA certificate (the tests', most load
 # balancers') can use; the ECDSA ones need an ECDSA certificate.
 INTERMEDIATE_RSA_SUITES = {
@@ -32,6 +35,7 @@ INTERMEDIATE_RSA_SUITES = {
 }
 INTERMEDIATE_GROUPS = {"X25519MLKEM768", "X25519", "prime256v1", "secp384r1"}
 ONE_DAY_S = 86_400
+STATIC_FILE = "/static/admin/css/base.css"
 NGINX_HTTPS_PORT = 8443
 
 
@@ -43,6 +47,7 @@ def tls_stack(run_id, tmp_path_factory) -> Iterator[tuple[Stack, int]]:
         "HTTPS_BIND": "127.0.0.1",
         "HTTPS_PORT": str(https_port),
         "NGINX_TLS_DIR": str(make_certificate(tmp_path_factory.mktemp("tls") / "certificate")),
+        **HSTS_ENV,
     }
     with running_stack(
         f"{run_id}-tls",
@@ -75,7 +80,7 @@ def test_a_tls_connection_is_https_whatever_a_trusted_hop_claims(tls_stack, clai
     response = over_tls(https_port, "/", **headers)
     assert response.status_code == 200, response.headers.get("Location")
     # Django sends HSTS on requests it considers secure only.
-    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert response.headers["Strict-Transport-Security"] == HSTS
 
 
 def test_plain_http_believes_the_trusted_hop(tls_stack):
@@ -202,6 +207,41 @@ def test_key_exchange_groups_are_the_profiles(tls_stack):
     )
     output = stack.exec("nginx", "sh", "-c", script, str(NGINX_HTTPS_PORT), *groups)
     assert set(output.split()) == INTERMEDIATE_GROUPS
+
+
+# --- HSTS --------------------------------------------------------------------------------------
+
+
+def media_file(stack: Stack) -> str:
+    """A file in the media volume, written by web's user as uploads are; nginx serves it."""
+    stack.exec("web", "sh", "-c", "printf 'a photo' > /srv/media/hsts-probe.png")
+    return "/media/hsts-probe.png"
+
+
+def test_hsts_on_everything_nginx_serves_over_tls_with_djangos_value(tls_stack):
+    stack, https_port = tls_stack
+    media = media_file(stack)
+    page = over_tls(https_port, "/")
+    assert page.headers["Strict-Transport-Security"] == HSTS  # Django's, sent once
+    for path, status in ((STATIC_FILE, 200), (media, 200), ("/static/no-such-file.css", 404)):
+        response = over_tls(https_port, path)
+        assert response.status_code == status, path
+        assert response.headers.get("Strict-Transport-Security") == HSTS, path
+
+
+def test_hsts_only_over_https(tls_stack):
+    """Over plain HTTP only when the trusted hop says the client's connection was HTTPS (TLS
+    at the load balancer); never on a plain-HTTP answer, which browsers would ignore."""
+    stack, _ = tls_stack
+    media = media_file(stack)
+    for path in (STATIC_FILE, media):
+        plain = stack.get(path, https=False)
+        assert plain.status_code == 200, path
+        assert "Strict-Transport-Security" not in plain.headers, path
+        spoofed_http = stack.get(path, https=False, headers={"X-Forwarded-Proto": "http"})
+        assert "Strict-Transport-Security" not in spoofed_http.headers, path
+        behind_tls = stack.get(path)  # X-Forwarded-Proto: https, from a trusted hop
+        assert behind_tls.headers["Strict-Transport-Security"] == HSTS, path
 
 
 # --- Request limits over HTTP/2 ----------------------------------------------------------------
