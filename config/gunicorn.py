@@ -34,6 +34,18 @@ MAX_DEFAULT_WORKERS = 8
 # How long a wsgi request waits for a database connection (see below).
 POOL_WAIT_S = 1
 
+# nginx's request limits (nginx/templates/site.conf.template, "Request size"): the home of the
+# stack's limits. gunicorn's own below follow them, so whatever nginx passes on, gunicorn
+# parses, and a client never gets gunicorn's error page (which names the server and its
+# limits, and is logged without a request id). tests/stack/test_site.py compares them with
+# what nginx runs.
+NGINX_HEADER_BUFFERS = 4  # large_client_header_buffers 4 8k
+NGINX_HEADER_BUFFER_BYTES = 8 * 1024
+NGINX_MAX_HEADERS = 1000  # max_headers
+# Headers nginx may send gunicorn beyond the client's: Host, X-Forwarded-For, X-Forwarded-Proto,
+# X-Request-ID (proxy_set_header, replacing a client's own) and Content-Length.
+NGINX_ADDED_HEADERS = 5
+
 
 def default_workers(cpus: int) -> int:
     """Two processes per CPU: one process runs Python on at most one CPU (the GIL), and a
@@ -144,6 +156,15 @@ with exit_on_configuration_error():
     max_requests_jitter = _env.integer(
         "GUNICORN_MAX_REQUESTS_JITTER", max_requests // 10, minimum=0, maximum=10_000_000
     )
+
+    # Request limits: nginx's (above), never tighter. The request line nginx sends is as long
+    # as the one it read over HTTP/1.1: one buffer less its CRLF, 8190 bytes, also gunicorn's
+    # most (nginx refuses longer HTTP/2 lines itself). One header line: over HTTP/2 nginx joins
+    # the cookie fields into one header, which may fill the whole head ("Name: value" and CRLF
+    # around it). Header lines: the client's, and nginx's own.
+    limit_request_line = NGINX_HEADER_BUFFER_BYTES - len("\r\n")
+    limit_request_field_size = NGINX_HEADER_BUFFERS * NGINX_HEADER_BUFFER_BYTES + len(": \r\n")
+    limit_request_fields = NGINX_MAX_HEADERS + NGINX_ADDED_HEADERS
 
     # Django alone decides the scheme (SECURE_PROXY_SSL_HEADER, DJANGO_TRUST_X_FORWARDED_PROTO):
     # gunicorn reads no scheme header, so every mode hands Django the same request.

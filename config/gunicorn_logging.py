@@ -81,8 +81,8 @@ def logconfig_dict(level: str) -> dict:
     stays at INFO whatever the level.
     """
     config = logging_config(level)
-    config["filters"] = {"plain": {"()": PlainMessages}}
-    config["handlers"]["stdout"]["filters"] = ["plain"]
+    config["filters"]["plain"] = {"()": PlainMessages}
+    config["handlers"]["stdout"]["filters"].append("plain")
     for name, logger_level in (("gunicorn.error", level), ("gunicorn.access", "INFO")):
         config["loggers"][name] = {
             "level": logger_level,

@@ -67,16 +67,42 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class ClientErrorsAreWarnings(logging.Filter):
+    """A bad request is the client's fault, not the server's: one WARNING line, no traceback.
+
+    Django logs a SuspiciousOperation (TooManyFieldsSent, RequestDataTooBig, DisallowedHost...)
+    on `django.security.<name>` at ERROR with its traceback, and BadRequest, PermissionDenied
+    or an unparsable upload on `django.request` at WARNING with one. Any client can send those
+    requests, so as they are they would set off error-rate alerts and fill the log. Records of
+    a 4xx response (`status_code`, which Django adds) and every `django.security.*` record keep
+    their logger, message, status and request id; a 5xx keeps its ERROR and traceback.
+
+    A filter on the handler, not on a logger: a logger's filters do not see the records of its
+    children (`django.security.TooManyFieldsSent`, say), only the records it logs itself.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        client_error = isinstance(status, int) and 400 <= status < 500
+        if client_error or record.name.startswith("django.security."):
+            if record.levelno > logging.WARNING:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def logging_config(level: str) -> dict:
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
+        "filters": {"client_errors": {"()": ClientErrorsAreWarnings}},
         "handlers": {
             "stdout": {
                 "class": "logging.StreamHandler",
                 "stream": "ext://sys.stdout",
                 "formatter": "json",
+                "filters": ["client_errors"],
             },
         },
         "root": {"handlers": ["stdout"], "level": level},

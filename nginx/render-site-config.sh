@@ -31,6 +31,16 @@ whole_number() {
   printf '%s' "$number"
 }
 
+# boolean NAME VALUE: `true` or `false`, from the words Django accepts (config/env.py).
+boolean() {
+  word=$(printf '%s' "$2" | tr '[:upper:]' '[:lower:]' | sed 's/^[[:space:]]*//; s/[[:space:]]*$//')
+  case $word in
+    1 | true | yes | on) printf true ;;
+    0 | false | no | off) printf false ;;
+    *) fail "$1='$2' is not a boolean; use one of true/false, yes/no, on/off, 1/0" ;;
+  esac
+}
+
 # The server names are Django's ALLOWED_HOSTS, in nginx's syntax: `.example.org` means the
 # domain and its subdomains in both, `*` (any host) becomes a regular expression.
 server_names() {
@@ -93,6 +103,20 @@ content_security_policy() {
     *[\"\\\$]*) fail "NGINX_CONTENT_SECURITY_POLICY must not contain double quotes, backslashes or \$" ;;
     off) value= ;;
   esac
+  printf '%s' "$value"
+}
+
+# Strict-Transport-Security as Django's SecurityMiddleware writes it, from Django's own variables
+# with Django's defaults and range (config/settings.py): one setting for both. Empty when
+# DJANGO_SECURE_HSTS_SECONDS is 0 (HSTS off), and nginx then adds none.
+strict_transport_security() {
+  seconds=$(whole_number DJANGO_SECURE_HSTS_SECONDS "${DJANGO_SECURE_HSTS_SECONDS:-31536000}" 0 63072000)
+  subdomains=$(boolean DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS "${DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS:-false}")
+  preload=$(boolean DJANGO_SECURE_HSTS_PRELOAD "${DJANGO_SECURE_HSTS_PRELOAD:-false}")
+  [ "$seconds" -gt 0 ] || return 0
+  value="max-age=$seconds"
+  [ "$subdomains" = false ] || value="$value; includeSubDomains"
+  [ "$preload" = false ] || value="$value; preload"
   printf '%s' "$value"
 }
 
@@ -167,6 +191,7 @@ NGINX_KEEPALIVE_TIMEOUT=$(
   whole_number NGINX_KEEPALIVE_TIMEOUT "${NGINX_KEEPALIVE_TIMEOUT:-75}" 1 3600
 )
 NGINX_CONTENT_SECURITY_POLICY=$(content_security_policy)
+NGINX_STRICT_TRANSPORT_SECURITY=$(strict_transport_security)
 NGINX_TLS_DEFAULT_LISTEN=$(tls_listener " default_server")
 NGINX_TLS_LISTEN=$(tls_listener "")
 NGINX_WORKER_PROCESSES=$(worker_processes)
@@ -176,9 +201,8 @@ NGINX_WORKER_PROCESSES=$(worker_processes)
 rendered_variables='NGINX_HTTP_PORT NGINX_CLIENT_MAX_BODY_SIZE NGINX_SERVER_NAMES
   NGINX_REAL_IP_FROM NGINX_TRUSTED_PROXY_RANGES NGINX_RATE_LIMIT NGINX_RATE_BURST
   NGINX_CONN_LIMIT NGINX_LOGIN_RATE NGINX_LOGIN_BURST NGINX_KEEPALIVE_TIMEOUT
-  NGINX_CONTENT_SECURITY_POLICY
-  NGINX_TLS_DEFAULT_LISTEN NGINX_TLS_LISTEN NGINX_LOCAL_RESOLVERS NGINX_WORKER_PROCESSES
-  NGINX_UPSTREAM_HOST'
+  NGINX_CONTENT_SECURITY_POLICY NGINX_STRICT_TRANSPORT_SECURITY NGINX_TLS_DEFAULT_LISTEN
+  NGINX_TLS_LISTEN NGINX_LOCAL_RESOLVERS NGINX_WORKER_PROCESSES NGINX_UPSTREAM_HOST'
 substitutions=
 for name in $rendered_variables; do
   export "${name?}"

@@ -78,6 +78,18 @@ def status_for_host(container, host: str, path: str = "/", scheme: str = "http")
             {"NGINX_CONTENT_SECURITY_POLICY": "default-src 'self' $x"},
             "error: NGINX_CONTENT_SECURITY_POLICY must not contain",
         ),
+        (
+            {"DJANGO_SECURE_HSTS_SECONDS": "1y"},
+            "error: DJANGO_SECURE_HSTS_SECONDS='1y' is not a whole number",
+        ),
+        (
+            {"DJANGO_SECURE_HSTS_SECONDS": "63072001"},
+            "error: DJANGO_SECURE_HSTS_SECONDS=63072001 is out of range; use a value from 0",
+        ),
+        (
+            {"DJANGO_SECURE_HSTS_PRELOAD": "maybe"},
+            "error: DJANGO_SECURE_HSTS_PRELOAD='maybe' is not a boolean; use one of true/false",
+        ),
     ],
 )
 def test_bad_configuration_stops_with_one_line(containers, nginx_image, env, message):
@@ -188,6 +200,30 @@ def test_upload_limit_defaults_to_djangos_default(containers, nginx_image):
     assert "client_max_body_size 11m;" in result.stdout
     result = nginx_t(containers, nginx_image, {**env, "UPLOAD_MAX_MB": "100"})
     assert "client_max_body_size 101m;" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "header"),
+    [
+        ({}, "max-age=31536000"),
+        ({"DJANGO_SECURE_HSTS_SECONDS": "0", "DJANGO_SECURE_HSTS_PRELOAD": "true"}, ""),
+        (
+            {
+                "DJANGO_SECURE_HSTS_SECONDS": "63072000",
+                "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS": " Yes",
+                "DJANGO_SECURE_HSTS_PRELOAD": "ON",
+            },
+            "max-age=63072000; includeSubDomains; preload",
+        ),
+        ({"DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS": "0"}, "max-age=31536000"),
+    ],
+)
+def test_hsts_is_written_as_django_writes_it(containers, nginx_image, env, header):
+    """Django's defaults, words and format (SecurityMiddleware); 0 seconds: no header at all.
+    tests/stack/test_tls.py compares the header with Django's own in a running stack."""
+    result = nginx_t(containers, nginx_image, {**BASE_ENV, **env})
+    assert result.returncode == 0, result.stderr
+    assert f'"https:" "{header}";' in result.stdout
 
 
 @pytest.mark.parametrize(("cpus", "workers"), [("1", 1), ("1.5", 2), ("", 2)])

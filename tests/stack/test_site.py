@@ -193,6 +193,12 @@ def test_security_headers(shared_stack):
     assert error.headers["Server"] == "nginx"
     assert "1.30" not in error.text
 
+    # What nginx serves itself carries Django's HSTS (the same defaults), over HTTPS only.
+    for path in ("/static/admin/css/base.css", "/static/no-such-file.css"):
+        hsts = shared_stack.get(path).headers.get("Strict-Transport-Security")
+        assert hsts == headers["Strict-Transport-Security"], path
+        assert "Strict-Transport-Security" not in shared_stack.get(path, https=False).headers
+
 
 def test_static_files_compressed_and_cached_by_nginx(shared_stack):
     login = shared_stack.get("/admin/login/")
@@ -327,6 +333,57 @@ def test_relations_between_timeouts_hold(shared_stack):
     # Requests in flight finish before Docker kills the container.
     assert shared_stack.inspect("web")["Config"]["StopTimeout"] > gunicorn["graceful_timeout"]
     assert shared_stack.inspect("nginx")["Config"]["StopTimeout"] > shutdown
+
+
+# What gunicorn does with its limit_* settings (gunicorn/http/message.py): a request line limit
+# of 0 means none and is otherwise capped at 8190; a field size of 0 means 8190; a field count
+# of 0, or over 32768, means 32768.
+GUNICORN_EFFECTIVE_LIMITS = """
+import json, math, config.gunicorn as module
+from gunicorn.config import Config
+from gunicorn.http import message
+config = Config()
+for name in ("limit_request_line", "limit_request_field_size", "limit_request_fields"):
+    if hasattr(module, name):
+        config.set(name, getattr(module, name))
+line = config.limit_request_line
+size = config.limit_request_field_size
+fields = config.limit_request_fields
+print(json.dumps({
+    "line": min(line, message.MAX_REQUEST_LINE) if line else math.inf,
+    "field_size": size if size > 0 else message.DEFAULT_MAX_HEADERFIELD_SIZE,
+    "fields": fields if 0 < fields <= message.MAX_HEADERS else message.MAX_HEADERS,
+}))
+"""
+
+
+def test_gunicorn_takes_every_request_nginx_passes_on(shared_stack):
+    """nginx's request limits are the stack's, and gunicorn's follow them (config/gunicorn.py):
+    a request nginx lets through must never get gunicorn's own error page. Read from what runs."""
+    output = shared_stack.exec("web", "python", "-c", GUNICORN_EFFECTIVE_LIMITS)
+    gunicorn = json.loads(output.strip().splitlines()[-1])
+    nginx = shared_stack.exec("nginx", "nginx", "-T")
+    count, size_k = re.search(r"^large_client_header_buffers (\d+) (\d+)k;", nginx, re.M).groups()
+    buffer, whole_head = int(size_k) * 1024, int(count) * int(size_k) * 1024
+    # The longest line nginx reads over HTTP/1.1 (a buffer less CRLF) reaches gunicorn as is.
+    assert gunicorn["line"] >= buffer - 2
+    # Longer ones (HTTP/2's can be) nginx refuses itself.
+    refused_from = re.search(
+        r'map "\$request_method \$request_uri HTTP/1.1" .*?"~\^\.\{(\d+)\}" 1;', nginx, re.S
+    )
+    assert gunicorn["line"] >= int(refused_from.group(1)) - 1
+    # One header line ("Name: value" and CRLF): over HTTP/2, nginx joins cookies into one,
+    # which may fill the whole head.
+    assert gunicorn["field_size"] >= whole_head + len(": \r\n")
+    # The client's header lines, plus nginx's own (proxy_set_header) and Content-Length.
+    max_headers = int(re.search(r"^max_headers (\d+);", nginx, re.M).group(1))
+    added = [
+        name
+        for name, value in re.findall(r"^proxy_set_header (\S+) (.+);$", nginx, re.M)
+        if value != '""'
+    ]
+    assert "X-Request-ID" in added
+    assert gunicorn["fields"] >= max_headers + len(added) + 1
 
 
 def test_containers_are_locked_down(shared_stack):

@@ -1,15 +1,17 @@
 """Logs are JSON lines carrying the request id nginx assigns (validated before it is used)."""
 
+import io
 import json
 import logging
 import re
 import sys
 
 import pytest
+from django.test import Client
 
 from config.logging import REQUEST_ID_PATTERN, JsonFormatter, clean_request_id
 from tests.harness import REPO
-from tests.unit.support import run_python
+from tests.unit.support import SITE_HOST, run_python
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -130,3 +132,74 @@ def test_django_logs_json_lines_on_stdout():
     assert entry["message"] == "hello\nworld"
     assert entry["level"] == "WARNING"
     assert entry["request_id"] is None
+
+
+@pytest.fixture
+def stdout_entries():
+    """What the handler settings.LOGGING configured (its formatter and filters) writes during
+    the test, as parsed JSON objects: the real path of a log line, not a stand-in handler."""
+    [handler] = [h for h in logging.getLogger().handlers if h.get_name() == "stdout"]
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines()]
+    handler.setStream(previous)
+
+
+# DATA_UPLOAD_MAX_NUMBER_FIELDS and DATA_UPLOAD_MAX_MEMORY_SIZE (Django's defaults) exceeded.
+OVER_FIELD_LIMIT = "&".join(f"f{i}=1" for i in range(1020))
+OVER_MEMORY_LIMIT = "a=" + "x" * (2_621_440 + 1)
+# CsrfViewMiddleware reads a POST for its token: a client that sends a cookie of its own (and
+# an Origin) gets that far without having loaded any page.
+OWN_CSRF_COOKIE = {"cookie": "csrftoken=" + "a" * 32, "origin": f"https://{SITE_HOST}"}
+URLENCODED = "application/x-www-form-urlencoded"
+# Requests any client can send that make Django log with a traceback, at ERROR for a
+# SuspiciousOperation: id -> (method, path, headers, body and its type, the logger).
+BAD_REQUESTS = {
+    "TooManyFieldsSent in the query": (
+        "get", f"/api/cats/?{OVER_FIELD_LIMIT}", {}, {}, "django.security.TooManyFieldsSent"
+    ),
+    "TooManyFieldsSent in a form": (
+        "post", "/cats/new/", OWN_CSRF_COOKIE,
+        {"data": OVER_FIELD_LIMIT, "content_type": URLENCODED},
+        "django.security.TooManyFieldsSent",
+    ),
+    "RequestDataTooBig": (
+        "post", "/cats/new/", OWN_CSRF_COOKIE,
+        {"data": OVER_MEMORY_LIMIT, "content_type": URLENCODED},
+        "django.security.RequestDataTooBig",
+    ),
+    "DisallowedHost": ("get", "/", {"host": "evil.example"}, {}, "django.security.DisallowedHost"),
+    "a multipart body that does not parse": (
+        "post", "/cats/new/", OWN_CSRF_COOKIE,
+        {"data": "x", "content_type": "multipart/form-data; boundary="},
+        "django.request",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_REQUESTS.values(), ids=list(BAD_REQUESTS))
+def test_a_bad_request_is_one_warning_line_without_a_traceback(stdout_entries, case):
+    """Any client can send these: an ERROR or a traceback would set off error alerts and fill
+    the log for nothing the server did wrong."""
+    method, path, headers, body, logger = case
+    client = Client(enforce_csrf_checks=True)
+    headers = {"host": SITE_HOST, "x-forwarded-proto": "https", **headers}
+    response = getattr(client, method)(path, headers=headers, **body)
+    assert response.status_code == 400
+    entries = stdout_entries()
+    [entry] = [e for e in entries if e["logger"] == logger]
+    assert (entry["level"], entry["status_code"]) == ("WARNING", 400)
+    assert GENERATED_ID.fullmatch(entry["request_id"])
+    assert [e for e in entries if e["level"] in ("ERROR", "CRITICAL") or "exception" in e] == []
+
+
+def test_a_server_error_keeps_its_level_and_traceback(stdout_entries):
+    try:
+        raise RuntimeError("the server's own fault")
+    except RuntimeError:
+        logging.getLogger("django.request").error(
+            "Internal Server Error: /", exc_info=True, extra={"status_code": 500}
+        )
+    [entry] = stdout_entries()
+    assert entry["level"] == "ERROR"
+    assert "RuntimeError: the server's own fault" in entry["exception"]
