@@ -1,8 +1,10 @@
+from django.conf import settings
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.contrib.messages.views import SuccessMessageMixin
 from django.urls import reverse_lazy
 from django.views.generic import CreateView, DetailView, ListView, UpdateView
 
+from app.cats import photos
 from app.cats.forms import CatForm
 from app.cats.models import Cat
 
@@ -14,6 +16,19 @@ class SignedInOnly(LoginRequiredMixin):
     login_url = reverse_lazy("admin:login")
 
 
+class PhotoForm:
+    """The form again, with a status that says what went wrong on the server's side: 503 and
+    Retry-After when no photo check could run (capacity; app.cats.photos). The user keeps what
+    they typed."""
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if form.has_error("photo", code=photos.BUSY):
+            response.status_code = 503
+            response["Retry-After"] = str(settings.PHOTO_CHECK_WAIT_SECONDS)
+        return response
+
+
 class CatList(ListView):
     model = Cat
     paginate_by = 24
@@ -23,13 +38,13 @@ class CatDetail(DetailView):
     model = Cat
 
 
-class CatCreate(SignedInOnly, SuccessMessageMixin, CreateView):
+class CatCreate(SignedInOnly, PhotoForm, SuccessMessageMixin, CreateView):
     model = Cat
     form_class = CatForm
     success_message = "%(name)s was added."
 
 
-class CatEdit(SignedInOnly, SuccessMessageMixin, UpdateView):
+class CatEdit(SignedInOnly, PhotoForm, SuccessMessageMixin, UpdateView):
     model = Cat
     form_class = CatForm
     success_message = "%(name)s was saved."

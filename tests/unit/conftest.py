@@ -94,3 +94,18 @@ def cluster() -> Cluster:
 def client():
     """A client whose requests arrive the way nginx forwards them behind an HTTPS load balancer."""
     return Client(headers={"host": SITE_HOST, "x-forwarded-proto": "https"})
+
+
+@pytest.fixture
+def member(client, django_user_model):
+    """The `client` signed in: adding and editing cats needs that."""
+    client.force_login(
+        django_user_model.objects.create_user("member", "m@example.com", "pw-7Yq!x2")
+    )
+    return client
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
