@@ -286,7 +286,8 @@ STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", "/srv/static")
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env.path("DJANGO_MEDIA_ROOT", "/srv/media")
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Removes what a failed save wrote; a full volume is StorageFull, a 507 for the form.
+    "default": {"BACKEND": "config.storage.MediaStorage"},
     # Hashed names (immutable caching) plus .gz siblings that whitenoise and nginx serve.
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }

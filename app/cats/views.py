@@ -7,6 +7,7 @@ from django.views.generic import CreateView, DetailView, ListView, UpdateView
 from app.cats import photos
 from app.cats.forms import CatForm
 from app.cats.models import Cat
+from config.storage import StorageFull
 
 
 class SignedInOnly(LoginRequiredMixin):
@@ -18,8 +19,8 @@ class SignedInOnly(LoginRequiredMixin):
 
 class PhotoForm:
     """The form again, with a status that says what went wrong on the server's side: 503 and
-    Retry-After when no photo check could run (capacity; app.cats.photos). The user keeps what
-    they typed."""
+    Retry-After when no photo check could run (capacity; app.cats.photos), 507 when the media
+    volume is full. The user keeps what they typed either way."""
 
     def form_invalid(self, form):
         response = super().form_invalid(form)
@@ -27,6 +28,19 @@ class PhotoForm:
             response.status_code = 503
             response["Retry-After"] = str(settings.PHOTO_CHECK_WAIT_SECONDS)
         return response
+
+    def form_valid(self, form):
+        try:
+            return super().form_valid(form)
+        except StorageFull:
+            form.add_error(
+                None,
+                "The photo could not be stored: the server's storage is full. Nothing was "
+                "saved; please try again later.",
+            )
+            response = super().form_invalid(form)
+            response.status_code = 507
+            return response
 
 
 class CatList(ListView):
