@@ -155,6 +155,14 @@ def _within_limits(header: formats.Header) -> None:
             code="too_many_pixels",
             params={"pixels": header.pixels / 1e6, "limit": MAX_PIXELS / 1e6},
         )
+    if pixel_limit(header) == 0:
+        # Possible only with UPLOAD_MAX_MB raised far: the file's own bytes, which the check
+        # holds in memory, leave no room for any pixel.
+        raise ValidationError(
+            "The file is too large to check as %(kind)s; save it smaller.",
+            code="too_large",
+            params={"kind": header.kind},
+        )
     raise ValidationError(
         "The photo is %(pixels).1f megapixels; for %(kind)s the limit is %(limit).1f. %(advice)s",
         code="too_many_pixels",

@@ -113,6 +113,15 @@ def test_a_photo_over_its_format_limit_is_refused_from_its_header(
     assert message in error
 
 
+def test_a_file_too_large_to_hold_for_its_check_is_refused(member, media_root, monkeypatch):
+    """Only with UPLOAD_MAX_MB raised far; here the ceiling is lowered instead (the WebP check
+    holds its file twice)."""
+    webp = webp_header_only(100, 100) + bytes(3 * formats.MIB)
+    monkeypatch.setattr(photos, "PHOTO_CHECK_BYTES", 6 * formats.MIB)
+    _, error = refused(member, media_root, "big.webp", webp)
+    assert error == "The file is too large to check as a WebP photo; save it smaller."
+
+
 def test_the_extension_is_compared_with_the_header_before_any_decode(member, media_root):
     _, error = refused(member, media_root, "cat.gif", png_header_only(64, 48))
     assert "ends in .gif but the file is a PNG image" in error
