@@ -17,7 +17,7 @@ from django.db import connections
 from psycopg_pool import PoolTimeout
 
 from config import gunicorn_logging
-from config.container import attached_networks, available_cpus
+from config.container import attached_networks, gunicorn_workers
 from config.env import Env
 from config.errors import ConfigurationError, exit_on_configuration_error
 from config.pools import close_pools
@@ -28,9 +28,6 @@ MODES = {
     "wsgi": ("config.wsgi:application", "gthread"),
     "asgi": ("config.asgi:application", "config.uvicorn_worker.JsonUvicornWorker"),
 }
-# The count compose's web limits (mem_limit, pids_limit) and PostgreSQL's connections are sized
-# for: docs/operations.md, Sizing. Bigger machines set GUNICORN_WORKERS and those limits together.
-MAX_DEFAULT_WORKERS = 8
 # How long a wsgi request waits for a database connection (see below).
 POOL_WAIT_S = 1
 
@@ -45,14 +42,6 @@ NGINX_MAX_HEADERS = 1000  # max_headers
 # Headers nginx may send gunicorn beyond the client's: Host, X-Forwarded-For, X-Forwarded-Proto,
 # X-Request-ID (proxy_set_header, replacing a client's own) and Content-Length.
 NGINX_ADDED_HEADERS = 5
-
-
-def default_workers(cpus: int) -> int:
-    """Two processes per CPU: one process runs Python on at most one CPU (the GIL), and a
-    second keeps that CPU busy while the first waits on the database. Never fewer than two,
-    so a worker being recycled (max_requests) leaves another serving; never more than
-    MAX_DEFAULT_WORKERS."""
-    return min(2 * cpus, MAX_DEFAULT_WORKERS)
 
 
 def trusted_proxies(env: Env) -> str:
@@ -111,9 +100,8 @@ with exit_on_configuration_error():
     # Every interface of the container; publishing (or not) decides who can reach it.
     bind = [f"0.0.0.0:{_port}"]
 
-    workers = _env.integer(
-        "GUNICORN_WORKERS", default_workers(available_cpus()), minimum=1, maximum=256
-    )
+    # Two per CPU by default (config.container.default_workers).
+    workers = gunicorn_workers(_env)
     threads = _env.integer("GUNICORN_THREADS", 4, minimum=1, maximum=256)
     _pooled = settings.DB_CONNECTIONS == "pool"
     if _mode == "wsgi" and _pooled and threads > settings.DB_POOL_MAX_SIZE:

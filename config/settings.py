@@ -11,6 +11,7 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
+from config.container import gunicorn_workers, memory_limit, tmpfs_size
 from config.env import Env
 from config.errors import ConfigurationError, install_excepthook
 from config.logging import logging_config
@@ -321,7 +322,8 @@ STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", "/srv/static")
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env.path("DJANGO_MEDIA_ROOT", "/srv/media")
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Removes what a failed save wrote; a full volume is StorageFull, a 507 for the form.
+    "default": {"BACKEND": "config.storage.MediaStorage"},
     # Hashed names (immutable caching) plus .gz siblings that whitenoise and nginx serve.
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
@@ -334,6 +336,29 @@ FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o755
 # must hold a few at once.
 UPLOAD_MAX_MB = env.integer("UPLOAD_MAX_MB", 10, minimum=1, maximum=100)
 UPLOAD_MAX_BYTES = UPLOAD_MAX_MB * 1024 * 1024
+
+
+# --- Photo checks ----------------------------------------------------------------------------
+# Checking an upload decodes it, which can take far more memory than its file: the checks share
+# the memory that web's limit leaves once everything else is counted (app/cats/photos.py divides
+# it into slots; docs/operations.md, Sizing). Everything else, at its worst: each gunicorn worker
+# (60 MB, measured without preloading; tests/benchmarks/worker_footprint.py), the /tmp tmpfs
+# (uploads being received count against the limit) and 100 MB spare (the small checks that need
+# no slot, uploads held in memory).
+WORKER_MEMORY_BYTES = 60 * 1024 * 1024
+SPARE_MEMORY_BYTES = 100 * 1024 * 1024
+PHOTO_CHECK_MEMORY_BYTES = max(
+    0,
+    memory_limit()
+    - gunicorn_workers(env) * WORKER_MEMORY_BYTES
+    - tmpfs_size("/tmp")  # noqa: S108 (reads its size)
+    - SPARE_MEMORY_BYTES,
+)
+# The slots are files on this tmpfs, private to the container (app/cats/slots.py).
+PHOTO_CHECK_SLOT_DIR = "/dev/shm"  # noqa: S108 (a tmpfs of the container's own)
+# How long a check waits for a slot (a check takes well under a second; a request waiting here
+# holds a gunicorn thread) and, after a 503, the Retry-After it suggests.
+PHOTO_CHECK_WAIT_SECONDS = 5
 
 
 # --- Logging --------------------------------------------------------------------------------

@@ -1,3 +1,5 @@
+from typing import ClassVar
+
 from django import forms
 
 from app.cats.models import Cat
@@ -7,6 +9,10 @@ class CatForm(forms.ModelForm):
     class Meta:
         model = Cat
         fields = ("name", "breed", "age", "description", "photo")
+        # Not forms.ImageField, which opens and verifies every upload with Pillow before the
+        # model's validate_photo runs: outside its memory bound (app.cats.photos), with
+        # Pillow's PNG verify() reading each chunk whole. validate_photo proves the image.
+        field_classes: ClassVar = {"photo": forms.FileField}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -31,11 +31,26 @@ class Cat(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         """Saves, then deletes the file of a photo this save replaced or cleared, once the new
-        row is committed: a failed or rolled-back save keeps the old photo and its file."""
+        row is committed: a failed or rolled-back save keeps the old photo and its file. A save
+        that fails after storing a new photo's file removes that file (no row points at it)."""
         previous = None
         if self.pk is not None:
             previous = Cat.objects.filter(pk=self.pk).values_list("photo", flat=True).first()
-        super().save(*args, **kwargs)
+        photo = self.photo
+        uploaded = photo.name if photo and not photo._committed else None
+        try:
+            # One transaction (or, inside one, a mark for its rollback) for the row and what
+            # saving it runs: when this raises, the row was not written and will not be.
+            with transaction.atomic(savepoint=False):
+                super().save(*args, **kwargs)
+        except BaseException:
+            if uploaded is not None and photo._committed:
+                _delete_photo_file(photo.storage, photo.name)
+                # As before the save (which replaced the field with the stored name): a retry
+                # stores the upload again.
+                photo.name, photo._committed = uploaded, False
+                self.photo = photo
+            raise
         if previous and previous != self.photo.name:
             transaction.on_commit(partial(_delete_photo_file, self.photo.storage, previous))
 

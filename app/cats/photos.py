@@ -1,13 +1,37 @@
-"""Photo uploads: proven to be images by decoding them, bounded in size, stored under a name
-the server makes up (the client's file name never reaches the disk)."""
+"""Photo uploads: proven to be whole images of an accepted format, checked within a memory
+bound, stored under a name the server makes up (the client's file name never reaches the disk).
 
+The memory rule. A photo is small on the wire and large in memory once decoded (a PNG of
+6320x6320 pixels, 131 kB, decodes to 152 MiB; a WebP costs 16 bytes a pixel), so each check
+is costed from the file's header before anything is decoded (app.cats.formats, per format):
+
+1. Decided from the header: the format (it must match the file name's extension), the size
+   (at most MAX_PIXELS), and the check's peak memory, which may not exceed PHOTO_CHECK_BYTES.
+   That gives each format its own pixel limit: 40 megapixels for PNG, GIF and baseline JPEG,
+   30 for a progressive JPEG with full-resolution colour (22.6 in CMYK), 11.4 for WebP (10 for
+   a 10 MB file; pixel_limit() works it out, docs/operations.md, Sizing, lists them).
+2. Checks that need more than UNSLOTTED_BYTES (a decode of more than about 30 megapixels of
+   baseline JPEG, 1 of GIF, 0.1 of WebP; never PNG, whose check decodes no pixel) run only
+   while holding one of a fixed number of slots, shared by every worker process and thread of
+   the container (app.cats.slots). There are PHOTO_CHECK_MEMORY_BYTES // PHOTO_CHECK_BYTES of
+   them, at least one: the settings work out that memory from the container's limit.
+3. A check that finds no slot free within PHOTO_CHECK_WAIT_SECONDS is refused with the code
+   BUSY; the views answer 503 with Retry-After: the server's capacity, not the client's rate.
+
+So the photo checks of one container never hold more than slots x PHOTO_CHECK_BYTES plus
+UNSLOTTED_BYTES per request in progress, at any concurrency.
+"""
+
+import logging
+import math
 import uuid
-import warnings
 from pathlib import PurePath
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from PIL import Image
+
+from app.cats import formats
+from app.cats.slots import NoSlotFree, Slots
 
 # Decoded format -> the extensions a file of that format may carry; the first is canonical.
 FORMATS = {
@@ -17,8 +41,24 @@ FORMATS = {
     "WEBP": ("webp",),
 }
 EXTENSIONS = {ext: format_ for format_, exts in FORMATS.items() for ext in exts}
-# A small file can still decode to a huge bitmap; this bounds the memory one upload can use.
+MIB = formats.MIB
 MAX_PIXELS = 40_000_000
+# The most memory one check may take: a 10-megapixel WebP of a 10 MB file (16 bytes a pixel,
+# its file twice, the overhead: 174.6 MiB). It is also the size of a slot.
+PHOTO_CHECK_BYTES = 176 * MIB
+# Checks estimated at no more than this run without a slot: the PNG check (about 0.5 MiB
+# measured, at any size) and the small decodes, which a slot would only queue behind the large.
+UNSLOTTED_BYTES = 4 * MIB
+SLOT_NAME = "catcollector-photo-check"
+# The error code a view turns into 503 Service Unavailable.
+BUSY = "busy"
+# Advice when a format's own limit is what refuses the photo.
+SMALLER = {
+    "a progressive JPEG": "Save it as a standard (baseline) JPEG, or smaller.",
+    "a WebP photo": "Save it smaller, or as a JPEG or PNG.",
+}
+
+logger = logging.getLogger(__name__)
 
 
 def _extension(name: str) -> str:
@@ -43,46 +83,119 @@ def validate_photo(upload) -> None:
             code="bad_extension",
             params={"allowed": ", ".join(f".{ext}" for ext in EXTENSIONS)},
         )
-    format_ = _decoded_format(upload)
-    if format_ not in FORMATS:
+    position = upload.tell()
+    try:
+        header = _header(upload)
+        if EXTENSIONS[extension] != header.format:
+            raise ValidationError(
+                "The file name ends in .%(extension)s but the file is a %(format)s image.",
+                code="extension_mismatch",
+                params={"extension": extension, "format": header.format},
+            )
+        _within_limits(header)
+        _check(upload, header)
+    finally:
+        upload.seek(position)
+
+
+def _header(upload) -> formats.Header:
+    try:
+        return formats.read_header(upload, upload.size)
+    except formats.UnknownFormat:
         raise ValidationError(
             "The file is a %(format)s image; upload a JPEG, PNG, GIF or WebP photo.",
             code="bad_format",
-            params={"format": format_},
-        )
-    if EXTENSIONS[extension] != format_:
-        raise ValidationError(
-            "The file name ends in .%(extension)s but the file is a %(format)s image.",
-            code="extension_mismatch",
-            params={"extension": extension, "format": format_},
-        )
+            params={"format": _other_format(upload)},
+        ) from None
+    except formats.Unsupported as refused:
+        raise ValidationError(str(refused), code="unsupported") from None
+    except formats.Unreadable:
+        raise _not_an_image() from None
 
 
-def _decoded_format(upload) -> str:
-    position = upload.tell()
+def _other_format(upload) -> str:
+    """The name of an image format that is not accepted, for the message; Pillow opens only
+    the header. Not an image at all: refused as unreadable."""
+    from PIL import Image  # noqa: PLC0415 (only for files that are refused anyway)
+
     upload.seek(0)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(upload) as image:
-                if image.width * image.height > MAX_PIXELS:
-                    raise ValidationError(
-                        "The photo is %(pixels)d megapixels; the limit is %(limit)d.",
-                        code="too_many_pixels",
-                        params={
-                            "pixels": image.width * image.height // 1_000_000,
-                            "limit": MAX_PIXELS // 1_000_000,
-                        },
-                    )
-                # Decoding every pixel (not just the header) rejects truncated or corrupt files.
-                image.load()
-                return image.format or "unknown"
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Warning):
+        with Image.open(upload) as image:
+            return image.format or "unknown"
+    except Exception:
+        # Whatever Pillow's plugins raise on bytes that are no image (see formats.check).
+        raise _not_an_image() from None
+
+
+def _not_an_image() -> ValidationError:
+    return ValidationError("The file is not an image that can be read.", code="not_an_image")
+
+
+def within_limits(header: formats.Header) -> bool:
+    """Whether a photo with this header may be checked at all."""
+    return header.pixels <= MAX_PIXELS and header.peak_bytes <= PHOTO_CHECK_BYTES
+
+
+def pixel_limit(header: formats.Header) -> int:
+    """About the most pixels a photo of `header`'s format and file size may have, for
+    messages (a JPEG's cost per pixel varies a little with its size, by rounding to blocks)."""
+    per_pixel = header.pixel_bytes / header.pixels
+    if not per_pixel:
+        return MAX_PIXELS
+    room = PHOTO_CHECK_BYTES - formats.CHECK_OVERHEAD_BYTES - header.file_bytes
+    return max(0, min(MAX_PIXELS, math.floor(room / per_pixel)))
+
+
+def _within_limits(header: formats.Header) -> None:
+    if within_limits(header):
+        return
+    if header.pixels > MAX_PIXELS:
         raise ValidationError(
-            "The file is not an image that can be read.", code="not_an_image"
+            "The photo is %(pixels).1f megapixels; the limit is %(limit).1f.",
+            code="too_many_pixels",
+            params={"pixels": header.pixels / 1e6, "limit": MAX_PIXELS / 1e6},
+        )
+    if pixel_limit(header) == 0:
+        # Possible only with UPLOAD_MAX_MB raised far: the file's own bytes, which the check
+        # holds in memory, leave no room for any pixel.
+        raise ValidationError(
+            "The file is too large to check as %(kind)s; save it smaller.",
+            code="too_large",
+            params={"kind": header.kind},
+        )
+    raise ValidationError(
+        "The photo is %(pixels).1f megapixels; for %(kind)s the limit is %(limit).1f. %(advice)s",
+        code="too_many_pixels",
+        params={
+            "pixels": header.pixels / 1e6,
+            "kind": header.kind,
+            # Rounded down: the limit shown is one a photo can reach.
+            "limit": math.floor(pixel_limit(header) / 1e5) / 10,
+            "advice": SMALLER.get(header.kind, "Save it smaller."),
+        },
+    )
+
+
+def slot_count() -> int:
+    return max(1, settings.PHOTO_CHECK_MEMORY_BYTES // PHOTO_CHECK_BYTES)
+
+
+def _check(upload, header: formats.Header) -> None:
+    try:
+        if header.peak_bytes <= UNSLOTTED_BYTES:
+            formats.check(upload, header)
+            return
+        slots = Slots(settings.PHOTO_CHECK_SLOT_DIR, SLOT_NAME, slot_count())
+        with slots.hold(settings.PHOTO_CHECK_WAIT_SECONDS):
+            formats.check(upload, header)
+    except formats.Unreadable:
+        raise _not_an_image() from None
+    except NoSlotFree as busy:
+        logger.warning("photo check refused, server busy: %s", busy)
+        raise ValidationError(
+            "The server is busy checking other photos; please try again in a few seconds.",
+            code=BUSY,
         ) from None
-    finally:
-        upload.seek(position)
 
 
 def photo_path(instance, filename: str) -> str:

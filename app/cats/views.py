@@ -1,10 +1,13 @@
+from django.conf import settings
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.contrib.messages.views import SuccessMessageMixin
 from django.urls import reverse_lazy
 from django.views.generic import CreateView, DetailView, ListView, UpdateView
 
+from app.cats import photos
 from app.cats.forms import CatForm
 from app.cats.models import Cat
+from config.storage import StorageFull
 
 
 class SignedInOnly(LoginRequiredMixin):
@@ -12,6 +15,32 @@ class SignedInOnly(LoginRequiredMixin):
     The app has no login page of its own: the admin's, which returns to `next` afterwards."""
 
     login_url = reverse_lazy("admin:login")
+
+
+class PhotoForm:
+    """The form again, with a status that says what went wrong on the server's side: 503 and
+    Retry-After when no photo check could run (capacity; app.cats.photos), 507 when the media
+    volume is full. The user keeps what they typed either way."""
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if form.has_error("photo", code=photos.BUSY):
+            response.status_code = 503
+            response["Retry-After"] = str(settings.PHOTO_CHECK_WAIT_SECONDS)
+        return response
+
+    def form_valid(self, form):
+        try:
+            return super().form_valid(form)
+        except StorageFull:
+            form.add_error(
+                None,
+                "The photo could not be stored: the server's storage is full. Nothing was "
+                "saved; please try again later.",
+            )
+            response = super().form_invalid(form)
+            response.status_code = 507
+            return response
 
 
 class CatList(ListView):
@@ -23,13 +52,13 @@ class CatDetail(DetailView):
     model = Cat
 
 
-class CatCreate(SignedInOnly, SuccessMessageMixin, CreateView):
+class CatCreate(SignedInOnly, PhotoForm, SuccessMessageMixin, CreateView):
     model = Cat
     form_class = CatForm
     success_message = "%(name)s was added."
 
 
-class CatEdit(SignedInOnly, SuccessMessageMixin, UpdateView):
+class CatEdit(SignedInOnly, PhotoForm, SuccessMessageMixin, UpdateView):
     model = Cat
     form_class = CatForm
     success_message = "%(name)s was saved."

@@ -3,7 +3,8 @@
 pytest-django loads the settings while pytest configures, before any fixture exists, so the
 environment the settings read is put in place in pytest_configure below: a private cluster,
 a fresh secret, temporary static and media roots, and the production defaults for the rest.
-Static files are collected the way the image build does it (DJANGO_BUILD_STATIC=1).
+Static files are collected the way the image build does it (DJANGO_BUILD_STATIC=1), and the
+photo checks' slot files live in the scratch folder.
 """
 
 import os
@@ -76,6 +77,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"collectstatic failed: {collect.stderr.strip()}")
 
     django.setup()
+    from django.conf import settings  # noqa: PLC0415 (configured just above)
+
+    # The photo checks' slot files, in the run's scratch folder rather than the host's
+    # /dev/shm: a run writes only inside the checkout and the temporary folder.
+    settings.PHOTO_CHECK_SLOT_DIR = str(scratch)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -94,3 +100,18 @@ def cluster() -> Cluster:
 def client():
     """A client whose requests arrive the way nginx forwards them behind an HTTPS load balancer."""
     return Client(headers={"host": SITE_HOST, "x-forwarded-proto": "https"})
+
+
+@pytest.fixture
+def member(client, django_user_model):
+    """The `client` signed in: adding and editing cats needs that."""
+    client.force_login(
+        django_user_model.objects.create_user("member", "m@example.com", "pw-7Yq!x2")
+    )
+    return client
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT

@@ -27,6 +27,21 @@ def run_python(*args: str, env: dict[str, str] | None = None, unset: tuple[str, 
     )
 
 
+def stored_files(root) -> list[str]:
+    """Every file under `root`, relative to it, sorted."""
+    return sorted(
+        os.path.relpath(os.path.join(d, f), root) for d, _, files in os.walk(root) for f in files
+    )
+
+
+def add_cat(client, photo=None, **fields):
+    """Post the add-a-cat form (sign in first) with `photo` (an uploaded file) and `fields`."""
+    data = {"name": "Mittens", "breed": "Tabby", "age": "4", "description": "Naps.", **fields}
+    if photo is not None:
+        data["photo"] = photo
+    return client.post("/cats/new/", data)
+
+
 def image_bytes(format_: str = "PNG", size: tuple[int, int] = (64, 48)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, (200, 120, 40)).save(buffer, format=format_)

@@ -1,7 +1,6 @@
 """The cat collector's pages, form and photo uploads, and the admin."""
 
 import io
-import os
 import re
 
 import pytest
@@ -11,38 +10,10 @@ from django.db import transaction
 from PIL import Image
 
 from app.cats.models import Cat
-from tests.unit.support import image_bytes
+from tests.unit.support import add_cat, image_bytes, stored_files
 
 pytestmark = pytest.mark.django_db
 STORED_NAME = re.compile(r"cats/[0-9a-f]{32}\.(jpg|png|gif|webp)")
-
-
-@pytest.fixture
-def member(client, django_user_model):
-    """The `client` signed in: adding and editing cats needs that."""
-    client.force_login(
-        django_user_model.objects.create_user("member", "m@example.com", "pw-7Yq!x2")
-    )
-    return client
-
-
-@pytest.fixture
-def media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
-def stored_files(root) -> list[str]:
-    return sorted(
-        os.path.relpath(os.path.join(d, f), root) for d, _, files in os.walk(root) for f in files
-    )
-
-
-def add_cat(client, photo=None, **fields):
-    data = {"name": "Mittens", "breed": "Tabby", "age": "4", "description": "Naps.", **fields}
-    if photo is not None:
-        data["photo"] = photo
-    return client.post("/cats/new/", data)
 
 
 def upload(name: str, content: bytes, content_type: str = "image/png") -> SimpleUploadedFile:
@@ -242,7 +213,7 @@ def rejected(client, media_root, photo) -> str:
 
 def test_a_file_that_is_not_an_image_is_rejected(member, media_root):
     message = rejected(member, media_root, upload("cat.png", b"<html>not a cat</html>"))
-    assert "valid image" in message
+    assert message == "The file is not an image that can be read."
 
 
 def test_a_truncated_image_is_rejected(member, media_root):
@@ -250,14 +221,14 @@ def test_a_truncated_image_is_rejected(member, media_root):
     Image.effect_noise((400, 400), 64).convert("RGB").save(buffer, format="PNG")
     truncated = buffer.getvalue()[: len(buffer.getvalue()) // 2]
     message = rejected(member, media_root, upload("cat.png", truncated))
-    assert "not an image that can be read" in message or "valid image" in message
+    assert message == "The file is not an image that can be read."
 
 
 def test_an_image_with_too_many_pixels_is_rejected(member, media_root):
     buffer = io.BytesIO()
     Image.new("1", (8000, 6000)).save(buffer, format="PNG")  # 48 megapixels in a few kB
     message = rejected(member, media_root, upload("cat.png", buffer.getvalue()))
-    assert "48 megapixels; the limit is 40" in message
+    assert "48.0 megapixels; the limit is 40.0" in message
 
 
 def test_a_photo_over_the_upload_limit_is_rejected(member, media_root, settings):
@@ -286,7 +257,11 @@ def test_an_extension_that_contradicts_the_content_is_rejected(
 
 @pytest.mark.parametrize("name", ["cat.html", "cat.svg", "cat", "cat.png.exe"])
 def test_a_name_without_an_image_extension_is_rejected(member, media_root, name):
-    assert "extension" in rejected(member, media_root, upload(name, image_bytes("PNG")))
+    message = rejected(member, media_root, upload(name, image_bytes("PNG")))
+    assert message == (
+        "Upload a JPEG, PNG, GIF or WebP photo "
+        "(file name ending in .jpg, .jpeg, .png, .gif, .webp)."
+    )
 
 
 def test_an_image_format_outside_the_allowed_set_is_rejected(member, media_root):

@@ -1,6 +1,6 @@
-"""config.container's readings of the machine: CPU quota and attached networks, with the
-files Linux would show (cgroup v2 cannot be produced on a cgroup v1 engine; tests/image runs
-the same code under real `docker run --cpus`), config.gunicorn's worker count and
+"""config.container's readings of the machine: CPU quota, memory limit, tmpfs sizes and
+attached networks, with the files Linux would show (cgroup v2 cannot be produced on a cgroup v1
+engine; tests/image runs the same code under real `docker run --cpus`), the worker count and
 config.gunicorn_logging's access line. The settings block itself, with bad values, runs in a
 fresh process per case."""
 
@@ -58,8 +58,45 @@ def test_available_cpus_rounds_the_quota_up_and_never_exceeds_the_cpuset(tmp_pat
 
 
 @pytest.mark.parametrize(("cpus", "workers"), [(1, 2), (2, 4), (4, 8), (6, 8), (64, 8)])
-def test_default_workers_are_two_per_cpu_up_to_eight(gunicorn_config, cpus, workers):
-    assert gunicorn_config.default_workers(cpus) == workers
+def test_default_workers_are_two_per_cpu_up_to_eight(cpus, workers):
+    assert container.default_workers(cpus) == workers
+
+
+PHYSICAL = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.parametrize(
+    ("files", "limit"),
+    [
+        ({"memory.max": "1073741824\n"}, 2**30),
+        ({"memory.max": "max\n"}, PHYSICAL),
+        ({"memory/memory.limit_in_bytes": "536870912\n"}, 2**29),
+        # cgroup v1's "no limit", rounded down to a page
+        ({"memory/memory.limit_in_bytes": "9223372036854771712\n"}, PHYSICAL),
+        ({}, PHYSICAL),
+        ({"memory.max": "\n"}, PHYSICAL),
+    ],
+    ids=["v2-limited", "v2-unlimited", "v1-limited", "v1-unlimited", "no-cgroup", "unreadable"],
+)
+def test_memory_limit_from_cgroup_v2_then_v1_else_the_machines(tmp_path, files, limit):
+    assert container.memory_limit(cgroup(tmp_path, files)) == limit
+
+
+def test_tmpfs_size_counts_only_a_tmpfs_mounted_at_the_path(tmp_path):
+    stats = os.statvfs("/dev/shm")
+    shm = stats.f_blocks * stats.f_frsize
+    mounts = {
+        "tmpfs": "tmpfs /dev/shm tmpfs rw,nosuid,nodev,size=65536k 0 0\n",
+        "covered": "tmpfs /dev/shm tmpfs rw 0 0\noverlay /dev/shm overlay rw 0 0\n",
+        "other": "/dev/sda1 /dev/shm ext4 rw 0 0\ntmpfs /dev/shm/x tmpfs rw 0 0\n",
+    }
+    sizes = {
+        name: container.tmpfs_size("/dev/shm", cgroup(tmp_path, {name: text}) / name)
+        for name, text in mounts.items()
+    }
+    assert sizes == {"tmpfs": shm, "covered": 0, "other": 0}
+    assert shm > 0
+    assert container.tmpfs_size("/dev/shm", tmp_path / "missing") == 0
 
 
 def test_attached_networks_are_connected_routes_and_global_ipv6_prefixes(tmp_path):

@@ -1,0 +1,480 @@
+"""The four photo formats, read and checked with memory known in advance. No Django here:
+app.cats.photos decides what to accept and when a check may run; this module says what a file
+is and what checking it costs.
+
+read_header() reads only what precedes the image data (for GIF, every block's length too,
+which takes constant memory) and returns a Header: the format, the size in pixels and what the
+check will allocate at its peak, so that everything a header can decide is decided before any
+pixel is decoded. check() then proves the rest as cheaply as the format allows:
+
+- PNG: every chunk's CRC, and the image data inflated in 64 kB pieces and counted against the
+  size the header promises (each row's filter byte checked on the way); nothing is decoded
+  into pixels, so it takes constant memory whatever the size. Pillow is not used: its
+  verify() reads each chunk whole and its open() inflates text chunks up to 64 MB.
+- JPEG: decoded at 1/8 scale (libjpeg's DCT scaling, Pillow's draft()), which still
+  entropy-decodes every block, so truncation is caught. A single-scan (baseline) file then
+  needs a few MB at any size; a progressive (multi-scan) one makes libjpeg keep every DCT
+  coefficient of the image: 128 bytes per 8x8 block of each colour component.
+- GIF: the block structure walked to the trailer (a file cut anywhere is caught), then the
+  first frame decoded: one byte a pixel, plus one more for the disposal area Pillow may
+  prepare beside it.
+- WebP: no reduced decode exists; the first frame is decoded: libwebp's canvas and Pillow's
+  copies, about four RGBA buffers (15.3 bytes a pixel measured; 16 counted).
+
+Pillow's own opening also holds parts of the file in memory (JPEG's APP segments, GIF's
+comments, the whole of a WebP file): counted as `file_bytes`.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from PIL import Image
+
+MIB = 1024 * 1024
+GIF_BYTES_PER_PIXEL = 2
+WEBP_BYTES_PER_PIXEL = 16
+# libjpeg's coefficient buffer: 64 coefficients of 2 bytes for every 8x8 block.
+JPEG_BYTES_PER_BLOCK = 128
+# Pillow stores a decoded RGB or CMYK pixel in 4 bytes (one for greyscale; 4 counted).
+DECODED_BYTES_PER_PIXEL = 4
+# Decoder state, buffers and Python objects of one check, beyond the per-pixel and per-file
+# memory (zlib's window, libjpeg's tables and row buffers, 64 kB reads).
+CHECK_OVERHEAD_BYTES = 2 * MIB
+READ_SIZE = 64 * 1024
+
+# The JPEG frames browsers display: baseline, extended sequential and progressive, Huffman
+# coded. Lossless, hierarchical and arithmetic-coded JPEGs are refused.
+JPEG_DISPLAYABLE = {0xC0: "baseline", 0xC1: "extended sequential", 0xC2: "progressive"}
+JPEG_OTHER_FRAMES = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Colour type -> (channels, allowed bit depths)
+PNG_COLOUR_TYPES = {
+    0: (1, {1, 2, 4, 8, 16}),
+    2: (3, {8, 16}),
+    3: (1, {1, 2, 4, 8}),
+    4: (2, {8, 16}),
+    6: (4, {8, 16}),
+}
+# Adam7 passes: (first column, first row, column step, row step)
+ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+PNG_FILTER_TYPES = bytes(range(5))
+
+
+class UnknownFormat(Exception):
+    """The file does not start like a JPEG, PNG, GIF or WebP file."""
+
+
+class Unreadable(Exception):
+    """The file starts like one of the four formats but is not a whole, valid image of it."""
+
+
+class Unsupported(Exception):
+    """A valid image of a variant that is refused; the message says why, for the user."""
+
+
+@dataclass(frozen=True)
+class Header:
+    format: str  # Pillow's name: JPEG, PNG, GIF, WEBP
+    width: int
+    height: int
+    kind: str  # what the user uploaded, for messages ("a progressive JPEG")
+    pixel_bytes: int  # memory the check allocates in proportion to the pixels
+    file_bytes: int = 0  # memory the check allocates in proportion to the file's parts
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.pixel_bytes + self.file_bytes + CHECK_OVERHEAD_BYTES
+
+
+def read_header(file: BinaryIO, size: int) -> Header:
+    """What `file` (`size` bytes, read from its start) is, from its header."""
+    file.seek(0)
+    start = file.read(16)
+    file.seek(0)
+    if start.startswith(PNG_SIGNATURE):
+        return _png_header(file)
+    if start.startswith(b"\xff\xd8\xff"):
+        return _jpeg_header(file)
+    if start.startswith((b"GIF87a", b"GIF89a")):
+        return _gif_header(file)
+    if start.startswith(b"RIFF") and start[8:12] == b"WEBP":
+        return _webp_header(file, size)
+    raise UnknownFormat
+
+
+def check(file: BinaryIO, header: Header) -> None:
+    """Prove that `file` is a whole, valid image of `header`'s format; raises Unreadable."""
+    file.seek(0)
+    if header.format == "PNG":
+        _check_png(file)
+    else:
+        _check_with_pillow(file, header)
+
+
+def _read_exactly(file: BinaryIO, count: int) -> bytes:
+    data = file.read(count)
+    if len(data) != count:
+        raise Unreadable("the file ends early")
+    return data
+
+
+# --- PNG ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _PngLayout:
+    width: int
+    height: int
+    bits_per_pixel: int
+    interlaced: bool
+
+    def passes(self) -> list[tuple[int, int]]:
+        """(row bytes including the filter byte, rows) of each pass with any pixel."""
+        if not self.interlaced:
+            shapes = [(self.width, self.height)]
+        else:
+            shapes = [
+                (math.ceil((self.width - x) / dx), math.ceil((self.height - y) / dy))
+                for x, y, dx, dy in ADAM7
+                if self.width > x and self.height > y
+            ]
+        return [(1 + math.ceil(w * self.bits_per_pixel / 8), h) for w, h in shapes]
+
+
+def _png_layout(ihdr: bytes) -> _PngLayout:
+    width, height, depth, colour, compression, filtering, interlace = struct.unpack(
+        ">IIBBBBB", ihdr
+    )
+    if colour not in PNG_COLOUR_TYPES or depth not in PNG_COLOUR_TYPES[colour][1]:
+        raise Unreadable(f"bit depth {depth} with colour type {colour}")
+    if not (0 < width < 2**31 and 0 < height < 2**31):
+        raise Unreadable(f"size {width}x{height}")
+    if compression != 0 or filtering != 0 or interlace not in (0, 1):
+        raise Unreadable("unknown compression, filter or interlace method")
+    return _PngLayout(width, height, PNG_COLOUR_TYPES[colour][0] * depth, interlace == 1)
+
+
+def _png_header(file: BinaryIO) -> Header:
+    _read_exactly(file, 8)
+    length, kind = struct.unpack(">I4s", _read_exactly(file, 8))
+    if kind != b"IHDR" or length != 13:
+        raise Unreadable("the first chunk is not IHDR")
+    layout = _png_layout(_read_exactly(file, 13))
+    # The check inflates without decoding: only the overhead, whatever the size.
+    return Header("PNG", layout.width, layout.height, "a PNG photo", pixel_bytes=0)
+
+
+class _RowWalker:
+    """Follows the inflated image data row by row without keeping it: counts it against the
+    layout and checks each row's filter byte (0 to 4)."""
+
+    def __init__(self, layout: _PngLayout) -> None:
+        self.passes = layout.passes()
+        self.position = 0  # offset within the current row
+        self.rows_left = self.passes[0][1] if self.passes else 0
+
+    def feed(self, data: bytes) -> None:
+        offset = 0
+        while offset < len(data):
+            if not self.passes:
+                raise Unreadable("more image data than the header's size")
+            stride = self.passes[0][0]
+            in_pass = min(len(data) - offset, self.rows_left * stride - self.position)
+            piece = data[offset : offset + in_pass]
+            first_filter = (stride - self.position) % stride
+            # Deleting the valid filter types leaves the invalid ones (in C: rows can be 2 bytes).
+            if piece[first_filter::stride].translate(None, PNG_FILTER_TYPES):
+                raise Unreadable("a row has an unknown filter type")
+            consumed = self.position + in_pass
+            self.rows_left -= consumed // stride
+            self.position = consumed % stride
+            offset += in_pass
+            if self.rows_left == 0:
+                self.passes.pop(0)
+                self.rows_left = self.passes[0][1] if self.passes else 0
+
+    def complete(self) -> bool:
+        return not self.passes
+
+
+class _PngScan:
+    """One pass over a PNG's chunks: CRCs, chunk order, and the image data inflated through
+    a _RowWalker."""
+
+    def __init__(self) -> None:
+        self.inflater = zlib.decompressobj()
+        self.walker: _RowWalker | None = None
+        self.palette_needed = False
+        self.idat = "before"  # before, in, after: the IDAT chunks must be consecutive
+
+    def check_order(self, kind: bytes) -> None:
+        if self.walker is None and kind != b"IHDR":
+            raise Unreadable("the first chunk is not IHDR")
+        if kind == b"IDAT":
+            if self.idat == "after":
+                raise Unreadable("the image data is split by other chunks")
+            if self.palette_needed:
+                raise Unreadable("a palette image without a palette")
+            self.idat = "in"
+        elif self.idat == "in":
+            self.idat = "after"
+
+    def read_chunk(self, file: BinaryIO, kind: bytes, length: int) -> bytes:
+        """Reads the chunk's data and CRC in pieces; returns the data of IHDR only."""
+        crc = zlib.crc32(kind)
+        kept = b""
+        while length:
+            piece = _read_exactly(file, min(READ_SIZE, length))
+            length -= len(piece)
+            crc = zlib.crc32(piece, crc)
+            if kind == b"IDAT":
+                self.inflate(piece)
+            elif kind == b"IHDR" and len(kept) < 13:
+                kept += piece
+        if struct.unpack(">I", _read_exactly(file, 4))[0] != crc:
+            raise Unreadable(f"the CRC of a {kind.decode()} chunk does not match")
+        return kept
+
+    def note(self, kind: bytes, data: bytes) -> None:
+        if kind == b"IHDR":
+            if self.walker is not None or len(data) != 13:
+                raise Unreadable("a second or malformed IHDR")
+            self.walker = _RowWalker(_png_layout(data))
+            self.palette_needed = data[9] == 3
+        elif kind == b"PLTE":
+            self.palette_needed = False
+
+    def inflate(self, data: bytes) -> None:
+        if self.inflater.eof:
+            raise Unreadable("data after the end of the image data")
+        try:
+            while data:
+                # At most READ_SIZE out at a time: a few kB can inflate to hundreds of MB.
+                self.walker.feed(self.inflater.decompress(data, READ_SIZE))
+                data = self.inflater.unconsumed_tail
+        except zlib.error:
+            raise Unreadable("the image data is corrupt") from None
+
+    def finish(self) -> None:
+        if self.idat == "before":
+            raise Unreadable("no image data")
+        try:
+            self.walker.feed(self.inflater.flush())
+        except zlib.error:
+            raise Unreadable("the image data is corrupt") from None
+        if not self.inflater.eof or not self.walker.complete():
+            raise Unreadable("the image data ends early")
+
+
+def _check_png(file: BinaryIO) -> None:
+    _read_exactly(file, 8)
+    scan = _PngScan()
+    kind = b""
+    while kind != b"IEND":
+        length, kind = struct.unpack(">I4s", _read_exactly(file, 8))
+        if length >= 2**31 or not kind.isalpha():
+            raise Unreadable("a chunk header is corrupt")
+        scan.check_order(kind)
+        scan.note(kind, scan.read_chunk(file, kind, length))
+    scan.finish()
+
+
+# --- JPEG ---------------------------------------------------------------------------------
+
+
+def _jpeg_header(file: BinaryIO) -> Header:
+    _read_exactly(file, 2)  # SOI
+    frame = None
+    while True:
+        marker = _read_exactly(file, 2)
+        if marker[0] != 0xFF:
+            raise Unreadable("no marker where one should be")
+        code = marker[1]
+        while code == 0xFF:  # fill bytes before a marker
+            code = _read_exactly(file, 1)[0]
+        if code == 0x01 or 0xD0 <= code <= 0xD7:  # no length
+            continue
+        if code in (0xD8, 0xD9):
+            raise Unreadable("the image ends before its first scan")
+        (length,) = struct.unpack(">H", _read_exactly(file, 2))
+        if length < 2:
+            raise Unreadable("a segment length is corrupt")
+        segment = _read_exactly(file, length - 2)
+        if code in JPEG_OTHER_FRAMES:
+            raise Unsupported(
+                "The photo is a lossless, hierarchical or arithmetic-coded JPEG, which browsers "
+                "do not display; save it as a standard JPEG."
+            )
+        if code in JPEG_DISPLAYABLE:
+            if frame is not None:
+                # Pillow would use the last frame header, this reading the first.
+                raise Unreadable("two frame headers")
+            frame = (code, segment)
+        elif code == 0xDA:
+            if frame is None:
+                raise Unreadable("a scan before the frame header")
+            # Everything before the first scan is what Pillow's open() keeps in memory.
+            return _jpeg_frame(*frame, scan_components=segment[0], header_bytes=file.tell())
+
+
+def _jpeg_frame(code: int, frame: bytes, scan_components: int, header_bytes: int) -> Header:
+    if len(frame) < 6:
+        raise Unreadable("the frame header is corrupt")
+    bits, height, width, count = struct.unpack(">BHHB", frame[:6])
+    if bits != 8 or count not in (1, 3, 4) or len(frame) < 6 + 3 * count:
+        raise Unreadable(f"{bits}-bit samples in {count} components")
+    if not (width and height):
+        raise Unreadable("the size is not in the frame header")
+    factors = [(b >> 4, b & 15) for b in frame[7 : 6 + 3 * count : 3]]
+    if not all(1 <= h <= 4 and 1 <= v <= 4 for h, v in factors):
+        raise Unreadable("a sampling factor is out of range")
+    decoded = math.ceil(width / 8) * math.ceil(height / 8) * DECODED_BYTES_PER_PIXEL
+    # One scan with every component (the usual baseline file) is decoded as it streams in;
+    # several scans make libjpeg keep every coefficient of every component until the last.
+    multi_scan = code == 0xC2 or scan_components < count
+    coefficients = 0
+    if multi_scan:
+        h_max = max(h for h, _ in factors)
+        v_max = max(v for _, v in factors)
+        mcu_columns, mcu_rows = math.ceil(width / (8 * h_max)), math.ceil(height / (8 * v_max))
+        blocks = sum(mcu_columns * h * mcu_rows * v for h, v in factors)
+        coefficients = blocks * JPEG_BYTES_PER_BLOCK
+    return Header(
+        "JPEG",
+        width,
+        height,
+        "a progressive JPEG" if multi_scan else "a JPEG photo",
+        pixel_bytes=coefficients + decoded,
+        # Pillow keeps each APP segment twice (its list and its dict), ICC profiles once more.
+        file_bytes=3 * header_bytes,
+    )
+
+
+# --- GIF ----------------------------------------------------------------------------------
+
+
+def _skip_sub_blocks(file: BinaryIO) -> None:
+    while length := _read_exactly(file, 1)[0]:
+        _read_exactly(file, length)
+
+
+def _gif_header(file: BinaryIO) -> Header:
+    screen = _read_exactly(file, 13)
+    width, height, flags = struct.unpack("<HHB", screen[6:11])
+    if flags & 0x80:
+        _read_exactly(file, 3 << ((flags & 7) + 1))
+    frames = 0
+    first_frame_at = 0
+    while True:
+        block = _read_exactly(file, 1)
+        if block == b"!":
+            _read_exactly(file, 1)  # label
+            _skip_sub_blocks(file)
+        elif block == b",":
+            x, y, w, h, frame_flags = struct.unpack("<HHHHB", _read_exactly(file, 9))
+            # Pillow's canvas grows to a frame that reaches past the screen.
+            width, height = max(width, x + w), max(height, y + h)
+            if frame_flags & 0x80:
+                _read_exactly(file, 3 << ((frame_flags & 7) + 1))
+            _read_exactly(file, 1)  # LZW code size
+            first_frame_at = first_frame_at or file.tell()
+            frames += 1
+            _skip_sub_blocks(file)
+        elif block == b";":
+            break
+        else:
+            raise Unreadable("an unknown block")
+    if not frames:
+        raise Unreadable("no frame")
+    if not (width and height):
+        raise Unreadable("the size is zero")
+    return Header(
+        "GIF",
+        width,
+        height,
+        "a GIF",
+        pixel_bytes=GIF_BYTES_PER_PIXEL * width * height,
+        # Extensions and comments before the first frame, which Pillow's open() collects.
+        file_bytes=2 * first_frame_at,
+    )
+
+
+# --- WebP ---------------------------------------------------------------------------------
+
+
+def _webp_header(file: BinaryIO, size: int) -> Header:
+    riff = file.read(30)
+    chunk = riff[12:16]
+    # The shortest header, a lossless one's, ends at byte 25: a 1x1 file can be 26 bytes.
+    if len(riff) < (25 if chunk == b"VP8L" else 30):
+        raise Unreadable("the file ends early")
+    if chunk == b"VP8X":
+        width = 1 + int.from_bytes(riff[24:27], "little")
+        height = 1 + int.from_bytes(riff[27:30], "little")
+    elif chunk == b"VP8L":
+        if riff[20] != 0x2F:
+            raise Unreadable("the lossless stream's signature is wrong")
+        bits = int.from_bytes(riff[21:25], "little")
+        width, height = 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    elif chunk == b"VP8 ":
+        if riff[23:26] != b"\x9d\x01\x2a":
+            raise Unreadable("the lossy stream's start code is wrong")
+        width = int.from_bytes(riff[26:28], "little") & 0x3FFF
+        height = int.from_bytes(riff[28:30], "little") & 0x3FFF
+    else:
+        raise Unreadable("no image chunk")
+    if not (width and height):
+        raise Unreadable("the size is zero")
+    return Header(
+        "WEBP",
+        width,
+        height,
+        "a WebP photo",
+        pixel_bytes=WEBP_BYTES_PER_PIXEL * width * height,
+        # Pillow reads the whole file, and the decoder keeps a copy.
+        file_bytes=2 * size,
+    )
+
+
+# --- Decoding with Pillow (JPEG, GIF, WebP) -------------------------------------------------
+
+
+def _check_with_pillow(file: BinaryIO, header: Header) -> None:
+    try:
+        with Image.open(file, formats=[header.format]) as image:
+            # What Pillow read must be what the estimate was made from: a file its parser
+            # reads differently from ours is refused before anything is decoded.
+            if header.format == "GIF":
+                fits = image.width <= header.width and image.height <= header.height
+            else:
+                fits = image.size == (header.width, header.height)
+            if not fits:
+                raise Unreadable("Pillow reads another size from the header")
+            if header.format == "JPEG":
+                image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
+            # Only the first frame of an animation is decoded.
+            image.load()
+    except (Unreadable, MemoryError):
+        raise
+    except Exception as error:
+        # Pillow's decoders signal bad input with whatever their parsing hits (OSError,
+        # SyntaxError, ValueError, EOFError, struct.error, IndexError...).
+        raise Unreadable(str(error)) from None
