@@ -9,6 +9,7 @@ import time
 
 import requests
 
+from tests.harness.load import Threads
 from tests.stack.support import SITE_HOST, Client, Stack, boot, python_in_web, record
 
 ATTACKER_CONNECTIONS = 20
@@ -57,10 +58,9 @@ def test_a_password_flood_from_one_client_slows_no_one_else(compose_project, fre
     attacker.get("/admin/login/", headers={"X-Forwarded-For": ATTACKER_ADDRESS})
     token = attacker.cookies["csrftoken"]
     answers: list[int | str] = []
-    stop = threading.Event()
     pause = ATTACKER_CONNECTIONS / ATTACKER_RATE_PER_S
 
-    def guess() -> None:
+    def guess(stop: threading.Event) -> None:
         session = requests.Session()
         while not stop.is_set():
             sent = time.monotonic()
@@ -78,18 +78,11 @@ def test_a_password_flood_from_one_client_slows_no_one_else(compose_project, fre
             answers.append(status)
             time.sleep(max(0.0, pause - (time.monotonic() - sent)))
 
-    threads = [threading.Thread(target=guess) for _ in range(ATTACKER_CONNECTIONS)]
     started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    try:
+    with Threads(*[guess] * ATTACKER_CONNECTIONS):
         time.sleep(1)
         flooded = visit(stack, VISITOR_SAMPLES)
         time.sleep(max(0.0, FLOOD_S - (time.monotonic() - started)))
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
 
     # Reached web: a wrong password re-renders the form (200, after a hash); a locked-out pair
     # gets django-axes' 429 (no hash). Everything else nginx refused itself.

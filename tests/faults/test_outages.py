@@ -10,6 +10,7 @@ import time
 import pytest
 import requests
 
+from tests.harness.load import Threads
 from tests.harness.polling import wait_until
 from tests.stack.support import Stack, boot, record
 
@@ -95,11 +96,10 @@ def db_answers(stack: Stack) -> bool:
 
 def test_requests_succeed_a_second_after_the_database_and_liveness_never_waits(loaded_stack):
     stack = loaded_stack
-    stop = threading.Event()
     api: list[tuple[float, int | str]] = []
     liveness: list[float] = []
 
-    def ask_the_database() -> None:
+    def ask_the_database(stop: threading.Event) -> None:
         session = requests.Session()
         while not stop.is_set():
             at = time.monotonic()
@@ -114,18 +114,14 @@ def test_requests_succeed_a_second_after_the_database_and_liveness_never_waits(l
             if status != 200:
                 time.sleep(0.05)
 
-    def probe_liveness() -> None:
+    def probe_liveness(stop: threading.Event) -> None:
         while not stop.is_set():
             asked = time.monotonic()
             stack.get("/healthz", host="10.0.0.9", https=False)
             liveness.append(time.monotonic() - asked)
             time.sleep(0.2)
 
-    threads = [threading.Thread(target=ask_the_database) for _ in range(DATABASE_CLIENTS)]
-    threads.append(threading.Thread(target=probe_liveness))
-    for thread in threads:
-        thread.start()
-    try:
+    with Threads(*[ask_the_database] * DATABASE_CLIENTS, probe_liveness):
         stack.project.compose("stop", "db")
         time.sleep(OUTAGE_S)
         outage_liveness = list(liveness)
@@ -137,10 +133,6 @@ def test_requests_succeed_a_second_after_the_database_and_liveness_never_waits(l
             what="a request served after the database came back",
         )  # fmt: skip
         time.sleep(RECOVERY_AFTER_DB_BOUND_S + 1)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
     failed_after = [at - back for at, status in api if at > back and status != 200]
     print(
         "FAILURES",

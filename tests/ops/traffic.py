@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import requests
 
+from tests.harness.load import Threads
 from tests.stack.support import SITE_HOST, Client, png_bytes
 
 VISITORS = 3
@@ -44,14 +45,12 @@ class Traffic:
     failures: list[str] = field(default_factory=list)
     acknowledged: list[str] = field(default_factory=list)
     static_seen: set[str] = field(default_factory=set)
-    stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.writer = Client(self.site)
         self.writer.log_in()
-        self.threads = [threading.Thread(target=self.visit) for _ in range(VISITORS)]
-        self.threads.append(threading.Thread(target=self.write))
+        self.threads = Threads(*[self.visit] * VISITORS, self.write)
         self.started = time.monotonic()
 
     def count(self, ok: bool, what: str) -> None:
@@ -60,8 +59,8 @@ class Traffic:
             if not ok:
                 self.failures.append(f"{time.monotonic() - self.started:.2f}s {what}")
 
-    def running(self) -> bool:
-        return not self.stop.is_set() and time.monotonic() - self.started < LOOP_BOUND_S
+    def running(self, stop: threading.Event) -> bool:
+        return not stop.is_set() and time.monotonic() - self.started < LOOP_BOUND_S
 
     def get(self, session: requests.Session, path: str) -> requests.Response | None:
         try:
@@ -76,9 +75,9 @@ class Traffic:
         self.count(response.status_code == 200, f"GET {path}: {response.status_code}")
         return response
 
-    def visit(self) -> None:
+    def visit(self, stop: threading.Event) -> None:
         session = requests.Session()
-        while self.running():
+        while self.running(stop):
             page = self.get(session, "/")
             if page is not None and page.status_code == 200:
                 for path in STATIC_LINK.findall(page.text):
@@ -87,8 +86,8 @@ class Traffic:
                     self.get(session, path)
             time.sleep(PAUSE_S)
 
-    def write(self) -> None:
-        while self.running():
+    def write(self, stop: threading.Event) -> None:
+        while self.running(stop):
             name = f"load-{uuid.uuid4().hex[:10]}"
             try:
                 response = self.writer.post_form(
@@ -105,14 +104,11 @@ class Traffic:
             time.sleep(PAUSE_S * 4)
 
     def __enter__(self) -> Traffic:
-        for thread in self.threads:
-            thread.start()
+        self.threads.__enter__()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=REQUEST_TIMEOUT_S + 5)
+    def __exit__(self, *exc: object) -> None:
+        self.threads.__exit__(*exc)
 
 
 class SlowUpload(threading.Thread):

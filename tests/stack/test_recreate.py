@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from tests.harness.docker import docker
+from tests.harness.load import Threads
 from tests.harness.polling import wait_until
 from tests.stack.support import SITE_HOST, Stack, boot, record
 
@@ -35,16 +36,15 @@ class Load:
     stack: Stack
     path: str = "/api/cats/"
     results: list[tuple[float, object]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        self.threads = [threading.Thread(target=self.loop) for _ in range(LOAD_THREADS)]
+        self.threads = Threads(*[self.loop] * LOAD_THREADS)
         self.started = time.monotonic()
 
-    def loop(self) -> None:
+    def loop(self, stop: threading.Event) -> None:
         session = requests.Session()
         headers = {"Host": SITE_HOST, "X-Forwarded-Proto": "https"}
-        while not self.stop.is_set() and time.monotonic() - self.started < LOOP_BOUND_S:
+        while not stop.is_set() and time.monotonic() - self.started < LOOP_BOUND_S:
             at = time.monotonic()
             try:
                 outcome = session.get(self.stack.url(self.path), headers=headers, timeout=10)
@@ -54,14 +54,11 @@ class Load:
             time.sleep(PAUSE_BETWEEN_REQUESTS_S)
 
     def __enter__(self) -> "Load":
-        for thread in self.threads:
-            thread.start()
+        self.threads.__enter__()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=30)
+    def __exit__(self, *exc: object) -> None:
+        self.threads.__exit__(*exc)
 
     def failures(self) -> list[tuple[float, object]]:
         return [(at, outcome) for at, outcome in self.results if outcome != 200]
