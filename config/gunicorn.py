@@ -122,6 +122,9 @@ with exit_on_configuration_error():
         _pool = settings.DATABASES["default"]["OPTIONS"]["pool"]
         _pool["timeout"] = _pool["reconnect_timeout"] = POOL_WAIT_S
         if threads > 1:
+            # A connection per thread, kept: the pool grows only for a waiting request, and a
+            # request beyond max_waiting would fail instead of making it grow.
+            _pool["min_size"] = threads
             _pool["max_waiting"] = threads - 1
 
     # Django is imported once, in the master, and workers fork from it: a replaced worker
