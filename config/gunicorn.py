@@ -5,9 +5,9 @@ runs it first on its own (`python -m config.gunicorn`): that checks every GUNICO
 and Django's settings, so bad configuration is one `error: ...` line and exit status 3 before
 any waiting for the database, and never a loop of workers failing to boot.
 
-GUNICORN_MODE picks the server: wsgi (gthread workers running config.wsgi, the default) or
-asgi (uvicorn through gunicorn: config.uvicorn_worker, running config.asgi). Both write the
-same JSON access log (config.gunicorn_logging).
+GUNICORN_MODE picks the server: wsgi (sync workers, or gthread with GUNICORN_THREADS above 1,
+running config.wsgi; the default) or asgi (uvicorn through gunicorn: config.uvicorn_worker,
+running config.asgi). Both write the same JSON access log (config.gunicorn_logging).
 """
 
 import gc
@@ -23,8 +23,9 @@ from config.pools import close_pools
 from config.preflight import load_for_serving
 
 MODES = {
-    # GUNICORN_MODE (also the interface config.preflight checks): (application, worker class)
-    "wsgi": ("config.wsgi:application", "gthread"),
+    # GUNICORN_MODE (also the interface config.preflight checks): (application, worker class);
+    # wsgi's is sync, or gthread with GUNICORN_THREADS above 1 (below).
+    "wsgi": ("config.wsgi:application", "sync"),
     "asgi": ("config.asgi:application", "config.uvicorn_worker.JsonUvicornWorker"),
 }
 # The count compose's web limits (mem_limit, pids_limit) and PostgreSQL's connections are sized
@@ -97,7 +98,15 @@ with exit_on_configuration_error():
     workers = _env.integer(
         "GUNICORN_WORKERS", default_workers(available_cpus()), minimum=1, maximum=256
     )
-    threads = _env.integer("GUNICORN_THREADS", 4, minimum=1, maximum=256)
+    # One request at a time per process by default: gunicorn's sync worker accepts a
+    # connection only when it is idle, so requests nginx sends wait in the kernel's one queue
+    # for whichever worker frees first. gthread accepts whatever comes and queues it behind its
+    # own busy threads while another worker may be idle: at 32 concurrent requests its p99 was
+    # 3 to 5 times its median (docs/benchmarks.md). nginx buffers whole requests and responses,
+    # so a slow client never holds a sync worker. More threads suit slow database queries.
+    threads = _env.integer("GUNICORN_THREADS", 1, minimum=1, maximum=256)
+    if _mode == "wsgi" and threads > 1:
+        worker_class = "gthread"
     _pooled = settings.DB_CONNECTIONS == "pool"
     if _mode == "wsgi" and _pooled and threads > settings.DB_POOL_MAX_SIZE:
         raise ConfigurationError(
