@@ -5,11 +5,12 @@ runs it first on its own (`python -m config.gunicorn`): that checks every GUNICO
 and Django's settings, so bad configuration is one `error: ...` line and exit status 3 before
 any waiting for the database, and never a loop of workers failing to boot.
 
-GUNICORN_MODE picks the server: wsgi (gthread workers running config.wsgi, the default) or
-asgi (uvicorn through gunicorn: config.uvicorn_worker, running config.asgi). Both write the
-same JSON access log (config.gunicorn_logging).
+GUNICORN_MODE picks the server: wsgi (sync workers, or gthread with GUNICORN_THREADS above 1,
+running config.wsgi; the default) or asgi (uvicorn through gunicorn: config.uvicorn_worker,
+running config.asgi). Both write the same JSON access log (config.gunicorn_logging).
 """
 
+import gc
 import ipaddress
 
 from django.conf import settings
@@ -24,12 +25,14 @@ from config.pools import close_pools
 from config.preflight import load_for_serving
 
 MODES = {
-    # GUNICORN_MODE (also the interface config.preflight checks): (application, worker class)
-    "wsgi": ("config.wsgi:application", "gthread"),
+    # GUNICORN_MODE (also the interface config.preflight checks): (application, worker class);
+    # wsgi's is sync, or gthread with GUNICORN_THREADS above 1 (below).
+    "wsgi": ("config.wsgi:application", "sync"),
     "asgi": ("config.asgi:application", "config.uvicorn_worker.JsonUvicornWorker"),
 }
-# How long a wsgi request waits for a database connection (see below).
-POOL_WAIT_S = 1
+# How long a wsgi request waits for a database connection (see below): longer than opening
+# one takes, even with TLS to a managed database.
+POOL_WAIT_S = 0.25
 
 # nginx's request limits (nginx/templates/site.conf.template, "Request size"): the home of the
 # stack's limits. gunicorn's own below follow them, so whatever nginx passes on, gunicorn
@@ -77,6 +80,26 @@ def post_worker_init(worker) -> None:
         database.close_pool()
 
 
+def when_ready(server) -> None:
+    """Everything the master holds (Django, preloaded: about 70,000 objects) moves to the
+    collector's permanent generation before the first fork. A worker's full collections then
+    scan only its own objects: 3 to 5 ms instead of 26 to 150 ms under load, measured, and
+    they no longer write to, and so copy, the pages the workers share with the master.
+    Before that, a preloaded master does the work each worker would repeat on its first
+    requests (config.warmup), so a worker replaced after max_requests starts warm."""
+    if server.cfg.preload_app:
+        from config.warmup import warm_up  # noqa: PLC0415 (needs the app loaded)
+
+        warm_up()
+    gc.collect()
+    gc.freeze()
+
+
+def pre_fork(server, worker) -> None:
+    """The same for what the master allocated since (cheap: no collection)."""
+    gc.freeze()
+
+
 def worker_exit(server, worker) -> None:
     """A worker's pool closes before gunicorn starts its successor (config.pools): a container
     stopped meanwhile would otherwise answer 502 while it lingered."""
@@ -102,7 +125,15 @@ with exit_on_configuration_error():
 
     # Two per CPU by default (config.container.default_workers).
     workers = gunicorn_workers(_env)
-    threads = _env.integer("GUNICORN_THREADS", 4, minimum=1, maximum=256)
+    # One request at a time per process by default: gunicorn's sync worker accepts a
+    # connection only when it is idle, so requests nginx sends wait in the kernel's one queue
+    # for whichever worker frees first. gthread accepts whatever comes and queues it behind its
+    # own busy threads while another worker may be idle: at 32 concurrent requests its p99 was
+    # 3 to 5 times its median (docs/benchmarks.md). nginx buffers whole requests and responses,
+    # so a slow client never holds a sync worker. More threads suit slow database queries.
+    threads = _env.integer("GUNICORN_THREADS", 1, minimum=1, maximum=256)
+    if _mode == "wsgi" and threads > 1:
+        worker_class = "gthread"
     _pooled = settings.DB_CONNECTIONS == "pool"
     if _mode == "wsgi" and _pooled and threads > settings.DB_POOL_MAX_SIZE:
         raise ConfigurationError(
@@ -112,18 +143,17 @@ with exit_on_configuration_error():
     if _mode != "wsgi":
         threads = 1  # uvicorn's workers do not use threads (gunicorn warns otherwise)
     elif _pooled:
-        # With threads <= the pool's size and the pool opened before the worker serves
-        # (post_worker_init), a request waits for a connection only while the database does
-        # not answer. Then at most threads - 1 wait (a further one fails at once), so one
-        # thread stays free for /healthz: liveness never queues behind the database. And they
-        # wait POOL_WAIT_S, not DATABASE_CONNECT_TIMEOUT: a waiter leaving lets the next
-        # request start a new reconnection attempt, so requests succeed again about a second
+        # A wsgi process holds at most `threads` connections, and its pool is opened before it
+        # serves (post_worker_init): a request waits for a connection only while PostgreSQL
+        # does not answer. It waits POOL_WAIT_S, not DATABASE_CONNECT_TIMEOUT, so the requests
+        # queued behind it, /healthz included, move on at once, and a waiter leaving lets the
+        # next request start a new reconnection attempt: requests succeed again about a second
         # after PostgreSQL answers (tests/faults/test_outages.py).
         _pool = settings.DATABASES["default"]["OPTIONS"]["pool"]
         _pool["timeout"] = _pool["reconnect_timeout"] = POOL_WAIT_S
         if threads > 1:
-            # A connection per thread, kept: the pool grows only for a waiting request, and a
-            # request beyond max_waiting would fail instead of making it grow.
+            # gthread: a connection per thread, kept (the pool grows only for a waiting
+            # request), and at most threads - 1 waiting: one thread stays free for /healthz.
             _pool["min_size"] = threads
             _pool["max_waiting"] = threads - 1
 
@@ -143,7 +173,11 @@ with exit_on_configuration_error():
     # gunicorn, closes it: otherwise nginx may reuse a connection gunicorn is closing.
     keepalive = _env.integer("GUNICORN_KEEPALIVE", 75, minimum=1, maximum=3600)
     # Recycle workers now and then (slow leaks), staggered so they never restart together.
-    max_requests = _env.integer("GUNICORN_MAX_REQUESTS", 1000, minimum=0, maximum=10_000_000)
+    # 10,000: a replacement costs its worker about 60 ms of CPU (fork, pages copied again, a
+    # new database connection), 0.06 ms on every request at 1,000 (1.99 against 2.05 ms per
+    # request without replacement, tests/benchmarks/profile_web.py); at 200 requests a second
+    # a worker still lives under a minute.
+    max_requests = _env.integer("GUNICORN_MAX_REQUESTS", 10_000, minimum=0, maximum=10_000_000)
     max_requests_jitter = _env.integer(
         "GUNICORN_MAX_REQUESTS_JITTER", max_requests // 10, minimum=0, maximum=10_000_000
     )

@@ -16,8 +16,8 @@ from config.logging import clean_request_id, logging_config
 class JsonAccessLogger(Logger):
     """gunicorn's logger with one JSON object per request.
 
-    gthread calls access() itself; config.uvicorn_worker calls it from a small ASGI wrapper,
-    so both modes write the same keys.
+    The sync and gthread workers call access() themselves; config.uvicorn_worker calls it
+    from a small ASGI wrapper, so both modes write the same keys.
     """
 
     def access(self, resp, req, environ, request_time) -> None:

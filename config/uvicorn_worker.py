@@ -2,7 +2,7 @@
 
 uvicorn's own access log has no duration, size or request headers, so a small ASGI wrapper
 measures each request and hands it to config.gunicorn_logging.JsonAccessLogger, the logger
-gthread uses: both modes write the same keys.
+the wsgi workers use: both modes write the same keys.
 """
 
 import datetime
@@ -64,7 +64,7 @@ class AccessLogMiddleware:
 class JsonUvicornWorker(UvicornWorker):
     # Django has no lifespan handlers; our wrapper writes the access log instead of uvicorn.
     # No proxy headers: uvicorn would rewrite the scheme and client address Django sees, which
-    # gthread does not; Django alone decides the scheme (DJANGO_TRUST_X_FORWARDED_PROTO).
+    # the wsgi workers do not; Django alone decides the scheme (DJANGO_TRUST_X_FORWARDED_PROTO).
     CONFIG_KWARGS: ClassVar[dict] = {
         **UvicornWorker.CONFIG_KWARGS,
         "access_log": False,

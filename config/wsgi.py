@@ -1,4 +1,4 @@
-"""WSGI entry point (gunicorn's gthread worker): `config.wsgi:application`."""
+"""WSGI entry point (gunicorn's sync or gthread worker): `config.wsgi:application`."""
 
 from django.core.wsgi import get_wsgi_application
 

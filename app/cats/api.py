@@ -1,10 +1,15 @@
-"""Read-only JSON API: /api/cats/ (paginated) and /api/cats/<id>/."""
+"""Read-only JSON API: /api/cats/ (newest first, in pages) and /api/cats/<id>/.
 
-from django.core.paginator import Paginator
+A page links to the next (older) and previous (newer) pages by cursor (`after`, `before`):
+there are no page numbers and no total count, so every page costs the same however many cats
+there are (app.cats.pagination says why).
+"""
+
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
+from app.cats import pagination
 from app.cats.models import Cat
 
 DEFAULT_PAGE_SIZE = 20
@@ -43,31 +48,30 @@ def serialize(cat: Cat, request: HttpRequest) -> dict:
 @csrf_exempt
 @require_safe
 def cat_list(request: HttpRequest) -> JsonResponse:
-    page_number = _positive_int(request, "page", 1)
-    if page_number is None:
-        return _error(400, "page must be a whole number of at least 1")
+    if "page" in request.GET:
+        return _error(400, "page numbers are not supported; follow the next and previous links")
     page_size = _positive_int(request, "page_size", DEFAULT_PAGE_SIZE)
     if page_size is None or page_size > MAX_PAGE_SIZE:
         return _error(400, f"page_size must be a whole number from 1 to {MAX_PAGE_SIZE}")
-    paginator = Paginator(Cat.objects.all(), page_size)
-    if page_number > paginator.num_pages:
-        return _error(
-            404, f"page {page_number} does not exist; the last page is {paginator.num_pages}"
-        )
-    page = paginator.page(page_number)
+    after, before = request.GET.get("after", ""), request.GET.get("before", "")
+    if after and before:
+        return _error(400, "give after or before, not both")
+    for name, cursor in (("after", after), ("before", before)):
+        if cursor and pagination.parse_cursor(cursor) is None:
+            return _error(400, f"{name} must be a cursor from a next or previous link")
+    page = pagination.page(Cat.objects.all(), page_size, older_than=after, newer_than=before)
 
-    def link(number: int) -> str:
-        return request.build_absolute_uri(f"?page={number}&page_size={page_size}")
+    def link(name: str, cursor: str | None) -> str | None:
+        if cursor is None:
+            return None
+        return request.build_absolute_uri(f"?{name}={cursor}&page_size={page_size}")
 
     return JsonResponse(
         {
-            "count": paginator.count,
-            "page": page_number,
             "page_size": page_size,
-            "num_pages": paginator.num_pages,
-            "next": link(page.next_page_number()) if page.has_next() else None,
-            "previous": link(page.previous_page_number()) if page.has_previous() else None,
-            "results": [serialize(cat, request) for cat in page.object_list],
+            "next": link("after", page.older),
+            "previous": link("before", page.newer),
+            "results": [serialize(cat, request) for cat in page.cats],
         }
     )
 

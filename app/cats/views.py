@@ -1,10 +1,11 @@
 from django.conf import settings
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.contrib.messages.views import SuccessMessageMixin
+from django.http import Http404
 from django.urls import reverse_lazy
-from django.views.generic import CreateView, DetailView, ListView, UpdateView
+from django.views.generic import CreateView, DetailView, TemplateView, UpdateView
 
-from app.cats import photos
+from app.cats import pagination, photos
 from app.cats.forms import CatForm
 from app.cats.models import Cat
 from config.storage import StorageFull
@@ -43,9 +44,23 @@ class PhotoForm:
             return response
 
 
-class CatList(ListView):
-    model = Cat
-    paginate_by = 24
+class CatList(TemplateView):
+    """Newest first, 24 a page, with Newer and Older links by cursor (app.cats.pagination):
+    no page count, since counting a million cats costs more than showing 24."""
+
+    template_name = "cats/cat_list.html"
+    page_size = 24
+
+    def get_context_data(self, **kwargs):
+        after, before = self.request.GET.get("after", ""), self.request.GET.get("before", "")
+        if (after and before) or any(
+            cursor and pagination.parse_cursor(cursor) is None for cursor in (after, before)
+        ):
+            raise Http404("no such page")
+        page = pagination.page(
+            Cat.objects.all(), self.page_size, older_than=after, newer_than=before
+        )
+        return super().get_context_data(cat_list=page.cats, page=page, **kwargs)
 
 
 class CatDetail(DetailView):

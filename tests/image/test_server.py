@@ -19,7 +19,7 @@ from tests.image.conftest import MODES, SITE_HOST, WEB_PORT, Database, Web, wait
 # From the limit to a new worker serving: a worker recycle must never leave the container
 # without it for long (uvicorn checks the limit on a one-second heartbeat).
 REPLACEMENT_BOUND_S = 10
-WORKER_CLASS_NAMES = {"wsgi": "gthread", "asgi": "config.uvicorn_worker.JsonUvicornWorker"}
+WORKER_CLASS_NAMES = {"wsgi": "sync", "asgi": "config.uvicorn_worker.JsonUvicornWorker"}
 ACCESS_KEYS = {
     "time", "level", "logger", "message", "request_id",
     "method", "path", "status", "duration_ms", "remote_addr", "bytes",

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import requests
 
@@ -170,10 +171,10 @@ class SlowUpload(threading.Thread):
 
 def cat_names(site: Site) -> set[str]:
     """Every cat's name, through the JSON API."""
-    names, page = set(), 1
+    names, path = set(), "/api/cats/?page_size=100"
     while True:
         response = requests.get(
-            site.url(f"/api/cats/?page={page}&page_size=100"),
+            site.url(path),
             headers={"Host": SITE_HOST, "X-Forwarded-Proto": "https"},
             timeout=REQUEST_TIMEOUT_S,
         )
@@ -182,4 +183,4 @@ def cat_names(site: Site) -> set[str]:
         names |= {cat["name"] for cat in data["results"]}
         if not data["next"]:
             return names
-        page += 1
+        path = urlsplit(data["next"])._replace(scheme="", netloc="").geturl()

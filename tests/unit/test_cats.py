@@ -29,6 +29,20 @@ def test_home_page_lists_cats_newest_first(client):
     assert html.index("Newer") < html.index("Older")
 
 
+def test_home_page_pages_by_cursor_without_counting(client, django_assert_max_num_queries):
+    Cat.objects.bulk_create([Cat(name=f"Cat {i:02}", age=1) for i in range(30)])
+    with django_assert_max_num_queries(1):  # the page itself; no COUNT(*)
+        first = client.get("/").content.decode()
+    older = re.search(r'href="\?after=([0-9.]+)">Older</a>', first)[1]
+    second = client.get(f"/?after={older}").content.decode()
+    assert "Newer</a>" in second
+    assert "Older</a>" not in second
+    assert first.count('class="name"') + second.count('class="name"') == 30
+    newer = re.search(r'href="\?before=([0-9.]+)">Newer</a>', second)[1]
+    assert client.get(f"/?before={newer}").content.decode().count('class="name"') == 24
+    assert client.get("/?after=nonsense").status_code == 404
+
+
 def test_home_page_without_cats_invites_the_first_one(client):
     assert "No cats yet" in client.get("/").content.decode()
 

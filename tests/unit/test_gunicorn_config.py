@@ -229,3 +229,25 @@ def test_debug_turns_preloading_off_so_reload_works():
     assert debug.stdout == "False\n", debug.stderr
     forced = run_python("-c", show, env={"DJANGO_DEBUG": "true", "GUNICORN_PRELOAD": "yes"})
     assert forced.stdout == "True\n", forced.stderr
+
+
+WHEN_READY = """
+import gc
+from types import SimpleNamespace
+import config.gunicorn as g
+import config.wsgi  # the app, as preloading loads it
+from django.template import engines
+loader = engines["django"].engine.template_loaders[0]
+g.when_ready(SimpleNamespace(cfg=SimpleNamespace(preload_app={preload})))
+print(len(loader.get_template_cache), gc.get_freeze_count() > 0)
+"""
+
+
+@pytest.mark.parametrize("preload", [True, False])
+def test_the_master_warms_templates_when_preloaded_and_freezes_its_objects(preload):
+    """Workers fork from a master whose objects the collector no longer scans, and, when the
+    app is preloaded, whose templates are compiled (config.warmup)."""
+    result = run_python("-c", WHEN_READY.format(preload=preload))
+    assert result.returncode == 0, result.stderr
+    compiled, frozen = result.stdout.split()
+    assert (int(compiled) > 20, frozen) == (preload, "True")
