@@ -72,14 +72,12 @@ def test_every_flipped_byte_is_refused(tmp_path):
 def test_every_truncation_is_refused(tmp_path):
     original = write_archive(tmp_path / "good.tar").read_bytes()
     cut = tmp_path / "cut.tar"
-    lengths = [0, 1, 511, 512, *range(1024, len(original), 97), len(original) - 1]
-    reasons = set()
-    for length in lengths:
+    # Every length, block boundaries included (where tar itself sees nothing wrong).
+    for length in range(len(original)):
         cut.write_bytes(original[:length])
         with pytest.raises(ArchiveError) as refused:
             archive.check(cut)
-        reasons.add(str(refused.value).split(":")[0].split(" (")[0])
-    assert reasons <= {"truncated", "truncated or damaged", "not a readable archive"}, reasons
+        assert str(refused.value).startswith("truncated"), (length, str(refused.value))
 
 
 def test_the_structure_check_alone_reads_the_manifest_but_not_the_data(tmp_path):

@@ -199,16 +199,31 @@ def _zeros(handle: io.BufferedReader, start: int, length: int) -> bool:
     return True
 
 
+def _headers(path: Path) -> tuple[int, list[tarfile.TarInfo]]:
+    """The file's size and the member headers tarfile finds in it."""
+    try:
+        file_size = path.stat().st_size
+    except OSError as error:
+        raise ArchiveError(f"not readable ({error.strerror})") from None
+    # The writer only ever writes whole blocks; a cut anywhere else shows here.
+    if file_size == 0 or file_size % BLOCK:
+        raise ArchiveError(f"truncated: {file_size} bytes is not a whole number of tar blocks")
+    try:
+        with tarfile.open(path, "r:") as tar:
+            return file_size, tar.getmembers()
+    except tarfile.ReadError as error:
+        if "unexpected end of data" in str(error):
+            raise ArchiveError("truncated: the file ends inside a member") from None
+        raise ArchiveError(f"not a readable archive ({error})") from None
+    except (OSError, tarfile.TarError) as error:
+        raise ArchiveError(f"not a readable archive ({error})") from None
+
+
 def members(path: Path) -> dict[str, Member]:
     """The members, after checking the file's structure: known names in order, each header
     valid, every member's data inside the file, and zeros in every padding and after the last
     member. Raises ArchiveError naming the first problem."""
-    try:
-        file_size = path.stat().st_size
-        with tarfile.open(path, "r:") as tar:
-            infos = tar.getmembers()
-    except (OSError, tarfile.TarError) as error:
-        raise ArchiveError(f"not a readable archive ({error})") from None
+    file_size, infos = _headers(path)
     names = [info.name for info in infos]
     for info in infos:
         if info.name not in ORDER or not info.isfile():
