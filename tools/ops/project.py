@@ -132,6 +132,9 @@ class Project:
                 command,
                 cwd=self.directory,
                 env={**os.environ, **(env or {})},
+                # Never the operator's: `compose run` would forward it to the container, and
+                # the prompt of `./ops restore` reads it.
+                stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
                 timeout=timeout,
