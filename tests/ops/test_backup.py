@@ -336,7 +336,7 @@ class Poller(threading.Thread):
             for path in ("/readyz", "/"):
                 try:
                     response = get(self.project, path)
-                    self.answers.append((path, response.status_code, response.text[:200]))
+                    self.answers.append((path, response.status_code, response.text))
                     if response.status_code == 503:
                         self.maintenance_at.append(time.monotonic())
                 except requests.RequestException as error:
