@@ -225,6 +225,22 @@ def test_the_scheduled_backup_runs_under_load_and_prunes_by_retention(ops_projec
         damaged.name, other.name,
     ])  # fmt: skip
 
+    # A scheduled run that fails says so: exit status 1 (the unit fails) and one line for log
+    # monitoring to match. Here the archive folder is a file.
+    env_file = ops_project.directory / ".env"
+    settings = env_file.read_text()
+    env_file.write_text(f"{settings}OPS_BACKUP_DIR={leftover.parent / 'not-a-folder'}\n")
+    (leftover.parent / "not-a-folder").write_text("")
+    try:
+        failed = subprocess.run(command, cwd=workdir, env=clean_env(), capture_output=True,
+                                text=True, timeout=600, check=False)  # fmt: skip
+    finally:
+        env_file.write_text(settings)
+        (leftover.parent / "not-a-folder").unlink()
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("backup: failed at check: OPS_BACKUP_DIR="), failed.stderr
+    assert failed.stderr.rstrip().endswith("is not a folder"), failed.stderr
+
 
 def test_backups_lists_each_archive_with_age_size_and_state(ops_project):
     result = ops_project.ops("backups")

@@ -153,11 +153,12 @@ class Backup:
         self.out = None
 
     def check(self) -> None:
-        engine, compose = self.project.check_versions()
-        self.data.require_db()
+        # Settings first: a mistake there is reported before anything waits on the engine.
         self.daily = whole_setting(self.project, "OPS_BACKUP_KEEP_DAILY", DEFAULT_DAILY, 0)
         self.weekly = whole_setting(self.project, "OPS_BACKUP_KEEP_WEEKLY", DEFAULT_WEEKLY, 0)
         self.store.ensure()
+        engine, compose = self.project.check_versions()
+        self.data.require_db()
         # This verb holds the project's lock: a temporary file is an interrupted run's.
         for leftover in self.store.partials():
             leftover.unlink()
