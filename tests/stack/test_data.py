@@ -50,37 +50,6 @@ def test_data_and_secrets_survive_down_up_and_recreate(compose_project, free_por
     assert stack.get("/readyz", https=False).status_code == 200
 
 
-def cat_names(client) -> list[str]:
-    return [cat["name"] for cat in client.get("/api/cats/").json()["results"]]
-
-
-def test_backup_and_restore_as_the_readme_says(compose_project, free_port):
-    """docs/operations.md, Where the data lives. A dump taken, a cat added after it, the dump
-    restored: the database is back to the dump, through the whole stack."""
-    stack = boot(compose_project, free_port())
-    stack.create_superuser()
-    client = stack.signed_in_client()
-    client.create_cat("In the backup")
-    dump = stack.project.compose(
-        "exec", "-T", "db", "pg_dump", "-U", "catcollector", "--clean", "--if-exists",
-        "catcollector",
-    ).stdout  # fmt: skip
-    assert "\r\n" not in dump
-    client.create_cat("After the backup")
-    assert cat_names(client) == ["After the backup", "In the backup"]
-
-    stack.project.compose("stop", "web")
-    stack.project.compose(
-        "exec", "-T", "db", "psql", "-U", "catcollector", "-d", "catcollector",
-        "--single-transaction", "-v", "ON_ERROR_STOP=1", input=dump,
-    )  # fmt: skip
-    stack.project.compose("start", "web")
-    stack.project.compose("up", "--detach", "--wait")
-    assert cat_names(client) == ["In the backup"]
-    # The session (a row in the restored database, signed with the kept key) still works.
-    assert client.create_cat("After the restore").startswith("/cats/")
-
-
 def test_operator_secrets_from_env_and_a_changed_password(compose_project, free_port, tmp_path):
     stack = boot(
         compose_project,

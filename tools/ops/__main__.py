@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
+from tools.ops import backup as backing_up
 from tools.ops import deploy as deploying
+from tools.ops import restore as restoring
+from tools.ops import schedule as scheduling
 from tools.ops import status as reporting
 from tools.ops.console import Console, OpsError, fail
 from tools.ops.project import Project
+
+STEPS = {
+    "deploy": deploying.STEPS,
+    "rollback": deploying.STEPS,
+    "status": ("containers", "versions"),
+    "backup": backing_up.STEPS,
+    "backups": backing_up.LIST_STEPS,
+    "restore": restoring.STEPS,
+    "schedule": scheduling.STEPS,
+}
+# Verbs that change the stack take the project's lock: one at a time.
+LOCKED = ("deploy", "rollback", "backup", "restore")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -56,29 +72,83 @@ def parser() -> argparse.ArgumentParser:
     )
 
     verbs.add_parser("status", help="versions, health and rollback target")
+
+    backup = verbs.add_parser("backup", help="one verified archive of the database and photos")
+    backup.add_argument(
+        "--with-secrets", action="store_true",
+        help="also archive the secrets volume (the Django key, the database password)",
+    )  # fmt: skip
+
+    backups = verbs.add_parser("backups", help="the archives: age, size, verification")
+    backups.add_argument(
+        "--max-age", type=float, metavar="HOURS",
+        help="fail unless the newest good archive is younger (for monitoring)",
+    )  # fmt: skip
+
+    restore = verbs.add_parser("restore", help="replace the database and photos by an archive's")
+    restore.add_argument("archive", type=Path, help="an archive written by ./ops backup")
+    restore.add_argument(
+        "--replace", action="store_true",
+        help="replace a database that holds data without asking",
+    )  # fmt: skip
+
+    schedule = verbs.add_parser("schedule", help="run ./ops backup daily (systemd timer)")
+    schedule.add_argument(
+        "--on-calendar", default=scheduling.DEFAULT_CALENDAR, metavar="WHEN",
+        help=f"a systemd calendar expression (default: {scheduling.DEFAULT_CALENDAR!r})",
+    )  # fmt: skip
+    schedule.add_argument(
+        "--unit-dir", type=Path, metavar="DIR",
+        help=f"where to write the units (default: {scheduling.SYSTEMD_DIR})",
+    )  # fmt: skip
+    schedule.add_argument(
+        "--no-enable", dest="enable", action="store_false",
+        help="write the units only (no systemctl)",
+    )  # fmt: skip
     return main
+
+
+def interrupted(signum: int, frame: object) -> None:
+    # SIGTERM (systemd stopping the unit, `kill`) undoes a verb as Ctrl-C does.
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace, project: Project, console: Console) -> tuple[str, str | None]:
+    """The verb's summary, and a last line to print after it (backup: the archive's path)."""
+    if args.verb not in LOCKED:
+        return {
+            "status": lambda: reporting.status(project, console),
+            "backups": lambda: backing_up.backups(project, console, args.max_age),
+            "schedule": lambda: scheduling.schedule(
+                project, console, args.on_calendar, args.unit_dir, args.enable
+            ),
+        }[args.verb](), None
+    with project.lock(args.verb):
+        if args.verb == "backup":
+            summary, path = backing_up.backup(project, console, args.with_secrets)
+            return summary, str(path)
+        return {
+            "deploy": lambda: deploying.deploy(project, console, args.version, args.source),
+            "rollback": lambda: deploying.rollback(project, console, args.schema),
+            "restore": lambda: restoring.restore(
+                project, console, args.archive.resolve(), args.replace
+            ),
+        }[args.verb](), None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    steps = {"deploy": deploying.STEPS, "rollback": deploying.STEPS,
-             "status": ("containers", "versions")}[args.verb]  # fmt: skip
-    console = Console(args.verb, steps)
+    console = Console(args.verb, STEPS[args.verb])
+    signal.signal(signal.SIGTERM, interrupted)
     try:
-        project = Project(args.project_dir.resolve())
-        if args.verb == "status":
-            summary = reporting.status(project, console)
-        else:
-            with project.lock(args.verb):
-                if args.verb == "deploy":
-                    summary = deploying.deploy(project, console, args.version, args.source)
-                else:
-                    summary = deploying.rollback(project, console, args.schema)
+        summary, last = run(args, Project(args.project_dir.resolve()), console)
     except OpsError as error:
         return fail(args.verb, console.current, error)
     except KeyboardInterrupt:
         return fail(args.verb, console.current, OpsError("interrupted"))
     console.done(summary)
+    if last is not None:
+        print(last, flush=True)
     return 0
 
 

@@ -93,6 +93,7 @@ class Project:
             raise OpsError(f"no compose.yaml in {directory}; run ./ops from the project's folder")
         self.env_file = directory / ".env"
         self.state_dir = directory / STATE_DIR
+        self._config: dict | None = None
 
     # --- settings ---------------------------------------------------------------------------
 
@@ -102,6 +103,18 @@ class Project:
 
     def set_settings(self, updates: Mapping[str, str]) -> None:
         write_env_values(self.env_file, updates)
+
+    def config(self) -> dict:
+        """compose's view of the project (`docker compose config`), read once."""
+        if self._config is None:
+            self._config = json.loads(
+                self.compose("config", "--format", "json", what="docker compose config").stdout
+            )
+        return self._config
+
+    def name(self) -> str:
+        """The compose project's name: COMPOSE_PROJECT_NAME, else `name:` in compose.yaml."""
+        return self.config()["name"]
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -119,6 +132,9 @@ class Project:
                 command,
                 cwd=self.directory,
                 env={**os.environ, **(env or {})},
+                # Never the operator's: `compose run` would forward it to the container, and
+                # the prompt of `./ops restore` reads it.
+                stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
                 timeout=timeout,

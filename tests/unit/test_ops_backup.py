@@ -1,0 +1,189 @@
+"""The backup verbs' pieces that need no engine: the archive format and its checks, retention,
+the migrations read from a dump, the schedule's units. The verbs themselves run against the
+real engine in tests/ops/test_backup.py."""
+
+import datetime
+import io
+import json
+import shlex
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tools.ops import archive
+from tools.ops.archive import ArchiveError
+from tools.ops.data import parse_migrations
+from tools.ops.schedule import units
+
+UTC = datetime.UTC
+CREATED = datetime.datetime(2026, 12, 1, 3, 17, tzinfo=UTC)
+
+
+def write_archive(path: Path, project: str = "catcollector", dump: bytes = b"PGDMP" * 200) -> Path:
+    """An archive as ./ops backup writes it, with a stand-in dump (pg_restore is not here)."""
+    with path.open("w+b") as out:
+        writer = archive.Writer(out, CREATED.timestamp(), 0o640)
+        writer.member(archive.DUMP, iter([dump[:700], dump[700:]]))
+        # check() reads no member's contents but the manifest's and the sums': a stand-in
+        # keeps the archive small enough to flip each of its bytes.
+        writer.member(archive.MEDIA, iter([b"media.tar" * 20]))
+        writer.finish({
+            "format": archive.FORMAT_VERSION, "project": project,
+            "created": CREATED.strftime("%Y-%m-%dT%H:%M:%SZ"), "app_version": "a",
+            "migrations": ["cats.0001_initial"], "photos": {"files": 1, "bytes": 200},
+        })  # fmt: skip
+    return path
+
+
+def test_an_archive_reads_back_with_its_members_and_manifest(tmp_path):
+    path = write_archive(tmp_path / "catcollector-20261201T031700Z.tar")
+    checked = archive.check(path)
+    assert list(checked.members) == [archive.DUMP, archive.MEDIA, archive.MANIFEST, archive.SUMS]
+    assert archive.read_member(path, checked.members[archive.DUMP]) == b"PGDMP" * 200
+    assert checked.project == "catcollector"
+    assert checked.created == CREATED
+    assert checked.manifest["members"][archive.DUMP]["size"] == 1000
+    # Plain tar: an operator can list and extract it, and check it with sha256sum.
+    with tarfile.open(path) as tar:
+        assert tar.getnames() == [archive.DUMP, archive.MEDIA, archive.MANIFEST, archive.SUMS]
+        sums = tar.extractfile(archive.SUMS).read().decode()
+    assert f"  {archive.MANIFEST}\n" in sums
+
+
+def test_every_flipped_byte_is_refused(tmp_path):
+    """Headers, data, manifest, SHA256SUMS, padding and the end marker: no byte goes
+    unchecked."""
+    original = write_archive(tmp_path / "good.tar").read_bytes()
+    damaged = tmp_path / "damaged.tar"
+    accepted = []
+    for position in range(len(original)):
+        flipped = bytearray(original)
+        flipped[position] ^= 0xFF
+        damaged.write_bytes(flipped)
+        try:
+            archive.check(damaged)
+        except ArchiveError:
+            continue
+        accepted.append(position)
+    assert accepted == []
+
+
+def test_every_truncation_is_refused(tmp_path):
+    original = write_archive(tmp_path / "good.tar").read_bytes()
+    cut = tmp_path / "cut.tar"
+    # Every length, block boundaries included (where tar itself sees nothing wrong).
+    for length in range(len(original)):
+        cut.write_bytes(original[:length])
+        with pytest.raises(ArchiveError) as refused:
+            archive.check(cut)
+        assert str(refused.value).startswith("truncated"), (length, str(refused.value))
+
+
+def test_the_structure_check_alone_reads_the_manifest_but_not_the_data(tmp_path):
+    path = write_archive(tmp_path / "a.tar")
+    data = bytearray(path.read_bytes())
+    member = archive.check(path).members[archive.DUMP]
+    data[member.offset + 10] ^= 0xFF
+    path.write_bytes(data)
+    assert archive.check(path, checksums=False).project == "catcollector"
+    with pytest.raises(ArchiveError, match=r"db\.dump does not match its checksum"):
+        archive.check(path)
+
+
+def test_an_extra_or_missing_member_is_refused(tmp_path):
+    path = write_archive(tmp_path / "a.tar")
+    with tarfile.open(path, "a") as tar:
+        info = tarfile.TarInfo("notes.txt")
+        tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(ArchiveError, match=r"unexpected member 'notes\.txt'"):
+        archive.check(path)
+
+
+def test_a_manifest_that_disagrees_with_the_sums_is_refused(tmp_path):
+    """A tampered archive whose SHA256SUMS was recomputed still has to match its manifest."""
+    source = write_archive(tmp_path / "a.tar")
+    checked = archive.check(source)
+    manifest = checked.manifest
+    manifest["members"][archive.DUMP]["size"] += 1
+    rebuilt = tmp_path / "b.tar"
+    with rebuilt.open("w+b") as out:
+        writer = archive.Writer(out, CREATED.timestamp(), 0o640)
+        for name in (archive.DUMP, archive.MEDIA):
+            writer.member(name, iter([archive.read_member(source, checked.members[name])]))
+        body = json.dumps(manifest).encode()
+        writer.member(archive.MANIFEST, iter([body]))
+        listing = "".join(f"{writer.sums[name]}  {name}\n" for name in writer.sums)
+        writer.member(archive.SUMS, iter([listing.encode()]))
+        out.write(bytes(2 * archive.BLOCK))
+    with pytest.raises(ArchiveError, match=r"db\.dump differs from the manifest"):
+        archive.check(rebuilt)
+
+
+def test_names_say_project_and_time():
+    name = archive.archive_name("catcollector", CREATED)
+    assert name == "catcollector-20261201T031700Z.tar"
+    assert archive.parse_name(name) == ("catcollector", CREATED)
+    assert archive.parse_name(f".{name}.partial") is None
+    assert archive.parse_name("catcollector-latest.tar") is None
+
+
+def at(day: int, hour: int = 3) -> datetime.datetime:
+    return datetime.datetime(2026, 11, day, hour, tzinfo=UTC)
+
+
+def test_retention_keeps_the_newest_of_the_last_days_and_weeks():
+    # 2026-11-02 is a Monday. Two archives a day from the 2nd to the 29th, none on the 27th.
+    times = [at(day, hour) for day in range(2, 30) if day != 27 for hour in (3, 15)]
+    kept = archive.retained(times, daily=3, weekly=3)
+    # Days with an archive only: the 27th does not use up one of the three.
+    daily = {when for when, why in kept.items() if "daily" in why}
+    assert daily == {at(29, 15), at(28, 15), at(26, 15)}
+    # ISO weeks 48 (23rd-29th), 47 (16th-22nd), 46 (9th-15th): each one's newest; the rules
+    # are independent, so the 29th counts for both.
+    weekly = {when for when, why in kept.items() if "weekly" in why}
+    assert weekly == {at(29, 15), at(22, 15), at(15, 15)}
+    assert set(kept) == daily | weekly
+    assert kept[at(29, 15)] == ["daily", "weekly", "newest"]
+
+
+def test_retention_never_drops_the_newest():
+    times = [at(1), at(2), at(3)]
+    assert set(archive.retained(times, daily=0, weekly=0)) == {at(3)}
+    assert archive.retained([], daily=7, weekly=4) == {}
+
+
+def test_retention_with_fewer_archives_than_it_may_keep_keeps_them_all():
+    times = [at(1), at(9), at(20)]
+    assert set(archive.retained(times, daily=7, weekly=4)) == set(times)
+
+
+PG_RESTORE_SCRIPT = """--
+-- Data for Name: django_migrations; Type: TABLE DATA; Schema: public; Owner: catcollector
+--
+
+COPY public.django_migrations (id, app, name, applied) FROM stdin;
+1\tcontenttypes\t0001_initial\t2026-12-01 17:00:00.1+00
+2\tcats\t0001_initial\t2026-12-01 17:00:00.2+00
+\\.
+"""
+
+
+def test_the_migrations_are_read_from_the_dumps_copy_block():
+    assert parse_migrations(PG_RESTORE_SCRIPT) == ["cats.0001_initial", "contenttypes.0001_initial"]
+    assert parse_migrations("-- no data\n") == []
+
+
+def test_the_timer_runs_exactly_ops_backup_in_the_project_folder():
+    written = units(Path("/srv/cat collector"), "catcollector", "deploy", "*-*-* 03:17:00")
+    service = written["catcollector-backup.service"]
+    settings = dict(
+        line.split("=", 1) for line in service.splitlines() if "=" in line and line[0] != "#"
+    )
+    assert shlex.split(settings["ExecStart"]) == ["/srv/cat collector/ops", "backup"]
+    assert settings["WorkingDirectory"] == "/srv/cat collector"
+    assert settings["User"] == "deploy"
+    assert settings["Type"] == "oneshot"
+    timer = written["catcollector-backup.timer"]
+    assert "OnCalendar=*-*-* 03:17:00\n" in timer
+    assert "Persistent=true\n" in timer

@@ -1,0 +1,105 @@
+"""schedule: `./ops backup` every day through a systemd timer (docs/operations.md, Backups).
+
+Why a systemd timer rather than a cron line or a compose service: the timer catches up a run
+missed while the VM was off (Persistent=true); a failed run leaves the unit failed
+(`systemctl --failed`) with the verb's output in the journal under one identifier; and it
+needs nothing in the stack. A compose service would have to reach the Docker socket, which is
+root on the VM; cron drops the output unless mail is set up and forgets missed runs.
+
+The timer runs exactly `ops backup` in the project folder, as the folder's owner (who runs the
+other verbs, so the archives and .ops/ stay theirs).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import tempfile
+from pathlib import Path
+
+from tools.ops.console import Console, OpsError
+from tools.ops.project import Project
+
+STEPS = ("units", "enable")
+SYSTEMD_DIR = Path("/etc/systemd/system")
+DEFAULT_CALENDAR = "*-*-* 03:17:00"
+
+
+def unit_name(project_name: str) -> str:
+    return f"{project_name}-backup"
+
+
+def units(directory: Path, project_name: str, user: str, on_calendar: str) -> dict[str, str]:
+    """The service and timer files, by file name."""
+    name = unit_name(project_name)
+    service = f"""\
+# Written by ./ops schedule in {directory}; run it again to change it.
+[Unit]
+Description=Backup of {project_name} (./ops backup)
+Wants=docker.service
+After=docker.service
+
+[Service]
+Type=oneshot
+User={user}
+WorkingDirectory={directory}
+ExecStart="{directory}/ops" backup
+# Every line of the verb's output goes to the journal under this name; a failure is one line
+# starting "backup: failed at", and the unit is left failed (systemctl --failed).
+SyslogIdentifier={name}
+"""
+    timer = f"""\
+# Written by ./ops schedule in {directory}; run it again to change it.
+[Unit]
+Description=Daily backup of {project_name}
+
+[Timer]
+OnCalendar={on_calendar}
+# A run missed while the VM was off happens at the next boot.
+Persistent=true
+
+[Install]
+WantedBy=timers.target
+"""
+    return {f"{name}.service": service, f"{name}.timer": timer}
+
+
+def write_atomically(path: Path, text: str) -> None:
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
+    os.chmod(partial, 0o644)
+    os.replace(partial, path)
+
+
+def schedule(
+    project: Project, console: Console, on_calendar: str, unit_dir: Path | None, enable: bool
+) -> str:
+    if any(character in on_calendar for character in "\n\r"):
+        raise OpsError("--on-calendar is one systemd calendar expression, on one line")
+    name = project.name()
+    directory = project.directory
+    user = pwd.getpwuid(directory.stat().st_uid).pw_name
+    target = unit_dir or SYSTEMD_DIR
+    with console.step("units"):
+        if not target.is_dir():
+            raise OpsError(f"{target} is not a folder (is this a systemd VM?)")
+        try:
+            for file_name, text in units(directory, name, user, on_calendar).items():
+                write_atomically(target / file_name, text)
+                console.note(f"{target / file_name}")
+        except PermissionError:
+            raise OpsError(f"cannot write to {target}; run it with sudo") from None
+    with console.step("enable"):
+        if not enable:
+            console.note("not enabled (--no-enable)")
+            return f"units for {name} written to {target}, not enabled"
+        project.run(["systemctl", "daemon-reload"], what="systemctl daemon-reload")
+        project.run(["systemctl", "enable", "--now", f"{unit_name(name)}.timer"],
+                    what="systemctl enable")  # fmt: skip
+        nxt = project.run(["systemctl", "list-timers", f"{unit_name(name)}.timer", "--no-pager"],
+                          check=False).stdout.strip().splitlines()  # fmt: skip
+        if len(nxt) > 1:
+            console.note(nxt[1])
+    return (f"{unit_name(name)}.timer runs ./ops backup as {user} at {on_calendar}; "
+            f"its output: journalctl -u {unit_name(name)}")  # fmt: skip
