@@ -159,14 +159,23 @@ worker_processes() {
   printf '%s' "$cpus"
 }
 
-# The active release: its templates, and the web containers of its version (each web container
-# carries the network alias web-<version>, compose.yaml), so nginx sends no request to another
-# version's containers, whichever are running.
+# The active release: its templates, and the web containers nginx sends requests to. Under
+# compose, the active version's (each web container carries the network alias web-<version>,
+# compose.yaml), so nginx sends no request to another version's containers, whichever are
+# running. A swarm stack names its web service instead (NGINX_UPSTREAM_HOST, stack.yaml):
+# there a task joins the service's DNS name only once healthy, and a rolling update replaces
+# the tasks behind it (docs/swarm.md).
 [ -d "$site_dir/current/nginx" ] || fail "no active release in $site_dir (the site volume);" \
   "the publish service, or ./ops deploy, publishes one"
 templates=$site_dir/current/nginx
 release=$(readlink "$site_dir/current")
-NGINX_UPSTREAM_HOST=web-${release##*/}
+if [ -n "${NGINX_UPSTREAM_HOST:-}" ]; then
+  printf '%s' "$NGINX_UPSTREAM_HOST" | grep -Eqx '[A-Za-z0-9]([A-Za-z0-9_.-]{0,252})' ||
+    fail "NGINX_UPSTREAM_HOST='$NGINX_UPSTREAM_HOST' is not a host name; name the web" \
+      "service, e.g. web"
+else
+  NGINX_UPSTREAM_HOST=web-${release##*/}
+fi
 
 [ -n "${NGINX_LOCAL_RESOLVERS:-}" ] || fail "no DNS resolver found in /etc/resolv.conf;" \
   "nginx needs Docker's to find the web containers"

@@ -1,4 +1,4 @@
-"""pytest plugin for the engine test layers (standins, image, stack, faults).
+"""pytest plugin for the engine test layers (standins, image, stack, ops, swarm, faults).
 
 tests/run loads it with `-p tests.harness.engine_plugin` (and `-p no:django`). It provides:
 

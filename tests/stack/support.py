@@ -41,6 +41,32 @@ REQUEST_TIMEOUT_S = 15
 LOG_WAIT_S = 15
 
 
+ENV_EXAMPLE = REPO / ".env.example"
+# Variables compose does not pass say so, with who reads them instead.
+NOT_PASSED = re.compile(r"(image|\./ops|stack\.yaml) only: compose does not pass this")
+VARIABLE_LINE = re.compile(r"^(?:# )?([A-Z][A-Z0-9_]*)=")
+
+
+def env_example_variables() -> dict[str, bool]:
+    """Variable name -> marked as not passed by compose. A comment block describes the
+    variable lines directly under it."""
+    variables: dict[str, bool] = {}
+    block: list[str] = []
+    previous_was_variable = False
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        match = VARIABLE_LINE.match(line)
+        if match:
+            variables[match.group(1)] = any(NOT_PASSED.search(comment) for comment in block)
+        elif line.startswith("#"):
+            if previous_was_variable:
+                block = []
+            block.append(line)
+        else:
+            block = []
+        previous_was_variable = bool(match)
+    return variables
+
+
 def record(name: str, values: dict) -> None:
     """Keep a measurement of this run in tests/artifacts (docs/operations.md quotes them)."""
     ARTIFACTS.mkdir(exist_ok=True)

@@ -14,13 +14,9 @@ from tests.harness import REPO
 from tests.harness.base_images import service_image
 from tests.harness.docker import clean_env, docker
 from tests.harness.polling import wait_until
-from tests.stack.support import SUPERUSER, boot, stack_env
+from tests.stack.support import ENV_EXAMPLE, SUPERUSER, boot, env_example_variables, stack_env
 
-ENV_EXAMPLE = REPO / ".env.example"
 DB_IMAGE = service_image(REPO, "db")
-# Variables compose does not pass say so, with who reads them instead.
-NOT_PASSED = re.compile(r"(image|\./ops) only: compose does not pass this")
-VARIABLE_LINE = re.compile(r"^(?:# )?([A-Z][A-Z0-9_]*)=")
 # Each override with compose.yaml, and the values its required variables need.
 COMBINATIONS = {
     ("compose.yaml",): {},
@@ -39,26 +35,6 @@ NOT_OPS_SETTINGS = {
     "NGINX_HTTP_PORT",
     "NGINX_HTTPS_PORT",
 }
-
-
-def env_example_variables() -> dict[str, bool]:
-    """Variable name -> marked as not passed by compose. A comment block describes the
-    variable lines directly under it."""
-    variables: dict[str, bool] = {}
-    block: list[str] = []
-    previous_was_variable = False
-    for line in ENV_EXAMPLE.read_text().splitlines():
-        match = VARIABLE_LINE.match(line)
-        if match:
-            variables[match.group(1)] = any(NOT_PASSED.search(comment) for comment in block)
-        elif line.startswith("#"):
-            if previous_was_variable:
-                block = []
-            block.append(line)
-        else:
-            block = []
-        previous_was_variable = bool(match)
-    return variables
 
 
 @cache

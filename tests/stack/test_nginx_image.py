@@ -1,6 +1,7 @@
 """The nginx image on its own: how it turns the environment into configuration."""
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -89,6 +90,10 @@ def status_for_host(container, host: str, path: str = "/", scheme: str = "http")
         (
             {"DJANGO_SECURE_HSTS_PRELOAD": "maybe"},
             "error: DJANGO_SECURE_HSTS_PRELOAD='maybe' is not a boolean; use one of true/false",
+        ),
+        (
+            {"NGINX_UPSTREAM_HOST": "web:8000"},
+            "error: NGINX_UPSTREAM_HOST='web:8000' is not a host name",
         ),
     ],
 )
@@ -235,6 +240,19 @@ def test_one_worker_per_cpu_of_the_container(containers, nginx_image, cpus, work
     assert f"worker_processes {workers};" in nginx.exec("nginx", "-T").stdout
     running = nginx.exec("sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '").stdout
     assert running.count("nginx: worker process") == workers, running
+
+
+def test_upstream_is_the_active_release_unless_a_host_is_named(containers, nginx_image):
+    """compose: the active release's alias (tests.harness.site's release is `test`); a swarm
+    stack names its web service instead (stack.yaml)."""
+    result = nginx_t(containers, nginx_image, BASE_ENV)
+    assert result.returncode == 0, result.stderr
+    assert re.findall(r"^\s*server (\S+) resolve;", result.stdout, re.MULTILINE) == [
+        "web-test:8000"
+    ]
+    result = nginx_t(containers, nginx_image, {**BASE_ENV, "NGINX_UPSTREAM_HOST": "web"})
+    assert result.returncode == 0, result.stderr
+    assert re.findall(r"^\s*server (\S+) resolve;", result.stdout, re.MULTILINE) == ["web:8000"]
 
 
 def trust_notices(result: subprocess.CompletedProcess[str]) -> list[str]:
