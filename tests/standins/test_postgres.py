@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from tests.harness.docker import docker, image_config
+from tests.harness.postgres import ContainerCluster
 from tests.harness.standins import promised_version
 
 COMPOSE_FILE = "tests/standins/compose/postgres-client.yaml"
@@ -197,3 +198,19 @@ def test_version_is_the_tags(containers, postgres_image):
     version = re.search(r"PostgreSQL\) (\d+(?:\.\d+)*)", result.stdout).group(1)
     wanted = promised_version(postgres_image)
     assert version == wanted or version.startswith(wanted + ".")
+
+
+def test_the_unit_layers_postgres_runs_in_this_image_where_the_host_has_none():
+    """tests/harness/postgres.py's container cluster, as the unit layer uses it on a host
+    without PostgreSQL's server binaries: reachable on loopback with its password, durability
+    off, gone after stop()."""
+    cluster = ContainerCluster().start()
+    try:
+        assert cluster.psql("SHOW fsync") == "off"
+        cluster.psql("CREATE TABLE probe (n int)")
+        cluster.psql("INSERT INTO probe VALUES (1), (2)")
+        assert cluster.psql("SELECT sum(n) FROM probe") == "3"
+        assert cluster.environ["POSTGRES_PORT"] == str(cluster.port)
+    finally:
+        cluster.stop()
+    assert docker("container", "inspect", cluster.name, check=False).returncode != 0
