@@ -1,0 +1,85 @@
+"""The worker's tasks (config.celery), and how web queues them.
+
+A task that fails for a reason that passes (the database or the media volume away a moment,
+every photo slot busy) is retried with a growing, jittered delay; after MAX_RETRIES, or at once
+for a reason that does not pass (the photo is unreadable, gone, or too large to thumbnail), it
+is parked: logged at ERROR with what is needed to run it again, and acknowledged, so it never
+loops. The cat keeps no thumbnail, which is the record of what is parked:
+`python manage.py make_thumbnails` makes every missing one.
+"""
+
+import logging
+
+from celery import Task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
+
+from app.cats import thumbnails
+from app.cats.slots import NoSlotFree
+from config.celery import app
+from config.logging import request_id
+
+MAX_RETRIES = 5
+# Delays of about 2, 4, 8, 16, 32 s (each a random part of that: jitter), well under the
+# broker's visibility timeout (settings).
+RETRY_BACKOFF_S = 2
+RETRY_BACKOFF_MAX_S = 60
+# Retried: they pass. FileNotFoundError (an OSError) is the photo gone, which does not.
+TRANSIENT = (OperationalError, InterfaceError, OSError, NoSlotFree)
+PERMANENT = (FileNotFoundError,)
+# web's wait for the broker when queueing: one quick reconnection attempt, then it makes the
+# thumbnail itself.
+QUEUE_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "timeout": 2}
+
+logger = logging.getLogger(__name__)
+
+
+class ParkedOnFailure(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        logger.error(
+            "task %s parked after %s retries: %s: %s; run it again with "
+            "`python manage.py make_thumbnails`",
+            self.name,
+            self.request.retries,
+            type(exc).__name__,
+            exc,
+            extra={"task_id": task_id, "task_args": repr(args)},
+        )
+
+
+@app.task(
+    base=ParkedOnFailure,
+    bind=True,
+    name="cats.make_thumbnail",
+    autoretry_for=TRANSIENT,
+    dont_autoretry_for=PERMANENT,
+    max_retries=MAX_RETRIES,
+    retry_backoff=RETRY_BACKOFF_S,
+    retry_backoff_max=RETRY_BACKOFF_MAX_S,
+    retry_jitter=True,
+)
+def make_thumbnail(self, cat_id: int, photo_name: str) -> str:
+    # Waits for a photo slot as long as a web request would; busy, it is retried later
+    # rather than holding a pool process.
+    return thumbnails.make(cat_id, photo_name, wait_s=settings.PHOTO_CHECK_WAIT_SECONDS)
+
+
+def queue(cat_id: int, photo_name: str) -> bool:
+    """Send the task; False (and a warning) when the broker does not take it."""
+    try:
+        make_thumbnail.apply_async(
+            (cat_id, photo_name),
+            headers={"request_id": request_id.get()},
+            retry=True,
+            retry_policy=QUEUE_RETRY_POLICY,
+        )
+    except (KombuError, RedisError, OSError) as error:
+        logger.warning(
+            "broker unreachable (%s: %s); the thumbnail is made in the request",
+            type(error).__name__,
+            error,
+        )
+        return False
+    return True
