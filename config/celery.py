@@ -18,7 +18,7 @@ from pathlib import Path
 
 from celery import Celery, bootsteps, signals
 
-from config.logging import request_id
+from config.logging import clean_request_id, request_id
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -78,7 +78,13 @@ def size_photo_slots(**kwargs) -> None:
 
 @signals.task_prerun.connect
 def take_request_id(task=None, **kwargs) -> None:
-    request_id.set(getattr(task.request, "request_id", None) if task else None)
+    # A worker finds a message's own headers among the request's attributes; a task run in
+    # place (`apply`, the unit tests) in its `headers`.
+    request = task.request if task else None
+    value = getattr(request, "request_id", None) or (getattr(request, "headers", None) or {}).get(
+        "request_id"
+    )
+    request_id.set(clean_request_id(value))
 
 
 @signals.task_postrun.connect

@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from app.cats import thumbnails
 from app.cats.photos import photo_path, validate_photo
+from config.logging import request_id
 
 # The oldest cat on record lived to 38.
 MAX_AGE_YEARS = 40
@@ -66,7 +67,9 @@ class Cat(models.Model):
             thumbnail = thumbnails.name_for(previous)
             transaction.on_commit(partial(_delete_photo_file, self.photo.storage, thumbnail))
         if uploaded is not None:
-            transaction.on_commit(partial(thumbnails.schedule, self.pk, self.photo.name))
+            # The request's id now: the commit may come after the request's context is gone.
+            schedule = partial(thumbnails.schedule, self.pk, self.photo.name, request_id.get())
+            transaction.on_commit(schedule)
 
     def get_absolute_url(self) -> str:
         return reverse("cats:detail", args=[self.pk])

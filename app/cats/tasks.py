@@ -19,7 +19,6 @@ from redis.exceptions import RedisError
 from app.cats import thumbnails
 from app.cats.slots import NoSlotFree
 from config.celery import app
-from config.logging import request_id
 
 MAX_RETRIES = 5
 # Delays of about 2, 4, 8, 16, 32 s (each a random part of that: jitter), well under the
@@ -31,7 +30,7 @@ TRANSIENT = (OperationalError, InterfaceError, OSError, NoSlotFree)
 PERMANENT = (FileNotFoundError,)
 # web's wait for the broker when queueing: one quick reconnection attempt, then it makes the
 # thumbnail itself.
-QUEUE_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "timeout": 2}
+QUEUE_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5}
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +65,13 @@ def make_thumbnail(self, cat_id: int, photo_name: str) -> str:
     return thumbnails.make(cat_id, photo_name, wait_s=settings.PHOTO_CHECK_WAIT_SECONDS)
 
 
-def queue(cat_id: int, photo_name: str) -> bool:
-    """Send the task; False (and a warning) when the broker does not take it."""
+def queue(cat_id: int, photo_name: str, request: str | None) -> bool:
+    """Send the task, carrying the id of the `request` that stored the photo (the worker's log
+    lines of the task show it); False (and a warning) when the broker does not take it."""
     try:
         make_thumbnail.apply_async(
             (cat_id, photo_name),
-            headers={"request_id": request_id.get()},
+            headers={"request_id": request},
             retry=True,
             retry_policy=QUEUE_RETRY_POLICY,
         )

@@ -37,14 +37,15 @@ def name_for(photo_name: str) -> str:
     return f"{FOLDER}/{PurePath(photo_name).stem}.jpg"
 
 
-def schedule(cat_id: int, photo_name: str) -> None:
-    """Called once a row with a new photo is committed: queue its thumbnail for the worker, or
-    make it now. A thumbnail that cannot be made now is logged; the page shows the placeholder
-    until `python manage.py make_thumbnails` makes it."""
+def schedule(cat_id: int, photo_name: str, request: str | None = None) -> None:
+    """Called once a row with a new photo is committed (by the request `request`, whose id the
+    worker logs with the task): queue its thumbnail for the worker, or make it now. A thumbnail
+    that cannot be made now is logged; the list shows the placeholder until
+    `python manage.py make_thumbnails` makes it."""
     if settings.THUMBNAILS_QUEUED:
         from app.cats import tasks  # noqa: PLC0415 (Celery is only loaded where it is used)
 
-        if tasks.queue(cat_id, photo_name):
+        if tasks.queue(cat_id, photo_name, request):
             return
     try:
         make(cat_id, photo_name, wait_s=settings.PHOTO_CHECK_WAIT_SECONDS)

@@ -5,6 +5,7 @@ For photos stored before thumbnails existed, and to run again what the worker pa
 """
 
 from django.core.management.base import BaseCommand
+from django.db.models import Q
 
 from app.cats import thumbnails
 from app.cats.models import Cat
@@ -14,7 +15,9 @@ class Command(BaseCommand):
     help = "Make (or queue) the thumbnail of every photo that has none."
 
     def handle(self, *args, **options) -> None:
-        missing = Cat.objects.exclude(photo="").filter(thumbnail__isnull=True)
+        # NULL from rows written before the column existed or by the release before it; ""
+        # from a save that dropped a replaced photo's thumbnail.
+        missing = Cat.objects.exclude(photo="").filter(Q(thumbnail__isnull=True) | Q(thumbnail=""))
         count = 0
         for cat_id, photo_name in missing.values_list("pk", "photo").iterator():
             thumbnails.schedule(cat_id, photo_name)
