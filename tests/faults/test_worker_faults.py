@@ -4,11 +4,13 @@ task runs again and completes. Redis stopped and started: web keeps serving and 
 thumbnails itself meanwhile, and nothing queued is lost. Poisoned messages: refused and logged,
 never retried forever, and the worker goes on working."""
 
+import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from tests.harness.docker import clean_env
 from tests.harness.photos import ISSUE_PNG_SIDE, MAKERS
 from tests.harness.polling import wait_until
 from tests.harness.ports import free_port
@@ -29,6 +31,16 @@ for pid in pids:
     if parent(pid) in main:
         os.kill(pid, signal.SIGKILL)
         print(pid)
+"""
+# Takes every photo slot the worker's container could have, for HOLD_S seconds: less than a
+# task waits for one (PHOTO_CHECK_WAIT_SECONDS, 5 s).
+HOLD_SLOTS = """
+import fcntl, os, time
+for i in range(16):
+    descriptor = os.open(f"/dev/shm/catcollector-photo-check.{i}", os.O_RDONLY | os.O_CREAT)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(4)
 """
 REDIS_CLI = 'REDISCLI_AUTH="$(cat /run/secrets/catcollector/redis_password)" redis-cli'
 
@@ -52,20 +64,37 @@ def healthy(stack: Stack, service: str) -> bool:
 
 
 def test_a_pool_process_killed_mid_task_runs_it_again(stack):
+    """The task is held mid-way deterministically: every photo slot of the worker's container
+    is taken for a few seconds, so it waits for one (PHOTO_CHECK_WAIT_SECONDS) when the pool's
+    processes are killed. Redelivered (acknowledged only once done), it runs again once the
+    slots are free and completes."""
     client = stack.signed_in_client()
-    # The issue's 40-megapixel PNG: its thumbnail takes the worker a second or more.
-    received_before = len(worker_lines_containing(stack, "received"))
-    cat_id, _, _ = upload(client, "Killed midway", MAKERS["png"](ISSUE_PNG_SIDE))
-    wait_until(
-        lambda: len(worker_lines_containing(stack, "received")) > received_before,
-        BOUND_S, interval=0.05, what="the worker received the task",
+    # Its thumbnail needs a slot: a decode of 40 megapixels.
+    photo = MAKERS["png"](ISSUE_PNG_SIDE)
+    holding = subprocess.Popen(
+        [*stack.project.base_command(), "exec", "-T", "worker", "python", "-c", HOLD_SLOTS],
+        cwd=stack.project.cwd, env=clean_env(), stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(0.3)
-    killed = stack.exec("worker", "python", "-c", KILL_POOL).split()
-    assert killed
+    try:
+        assert holding.stdout.readline().strip() == "held"
+        received_before = len(worker_lines_containing(stack, "received"))
+        cat_id, _, _ = upload(client, "Killed midway", photo)
+        [received] = wait_until(
+            lambda: worker_lines_containing(stack, "received")[received_before:],
+            BOUND_S, interval=0.1, what="the worker received the task",
+        )  # fmt: skip
+        time.sleep(1)
+        assert thumbnail_url(stack, cat_id) is None
+        killed = stack.exec("worker", "python", "-c", KILL_POOL).split()
+        assert killed
+    finally:
+        holding.wait(timeout=BOUND_S)
     wait_for_thumbnails(stack, [cat_id], BOUND_S)
-    lost = worker_lines_containing(stack, "SIGKILL")
-    assert lost, "no line about the killed process"
+    task = received["message"].split("[", 1)[1].split("]", 1)[0]
+    # Received again after the kill, made once.
+    assert len(worker_lines_containing(stack, f"[{task}] received")) == 2
+    [lost] = worker_lines_containing(stack, "WorkerLostError")
+    assert lost["level"] == "ERROR"
     made = [line for line in worker_lines(stack, "thumbnail made") if line["cat_id"] == cat_id]
     assert len(made) == 1
     assert stack.inspect("worker")["RestartCount"] == 0
