@@ -1,5 +1,9 @@
 """The worker's tasks (config.celery), and how web queues them.
 
+A task is acknowledged once it has run, so one whose process is killed (or whose worker stops
+before it finishes) is delivered again; one delivered MAX_DELIVERIES times without finishing is
+parked rather than killing process after process.
+
 A task that fails for a reason that passes (the database or the media volume away a moment,
 every photo slot busy) is retried with a growing, jittered delay; after MAX_RETRIES, or at once
 for a reason that does not pass (the photo is unreadable, gone, or too large to thumbnail), it
@@ -28,6 +32,9 @@ RETRY_BACKOFF_MAX_S = 60
 # Retried: they pass. FileNotFoundError (an OSError) is the photo gone, which does not.
 TRANSIENT = (OperationalError, InterfaceError, OSError, NoSlotFree)
 PERMANENT = (FileNotFoundError,)
+# Deliveries of one attempt after which it is parked: its process died each time.
+MAX_DELIVERIES = 3
+DELIVERIES_KEPT_S = 24 * 3600
 # web's wait for the broker when queueing: one quick reconnection attempt, then it makes the
 # thumbnail itself.
 QUEUE_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5}
@@ -60,9 +67,31 @@ class ParkedOnFailure(Task):
     retry_jitter=True,
 )
 def make_thumbnail(self, cat_id: int, photo_name: str) -> str:
+    if not self.request.is_eager and deliveries(self) > MAX_DELIVERIES:
+        # Its process died every time (killed: the OOM killer, a hard crash in a decoder).
+        # Delivered again on each death (acks_late), it would loop forever.
+        logger.error(
+            "task %s parked: its process died in each of %s deliveries; run it again with "
+            "`python manage.py make_thumbnails`",
+            self.name,
+            MAX_DELIVERIES,
+            extra={"task_id": self.request.id, "task_args": repr((cat_id, photo_name))},
+        )
+        return "parked"
     # Waits for a photo slot as long as a web request would; busy, it is retried later
     # rather than holding a pool process.
     return thumbnails.make(cat_id, photo_name, wait_s=settings.PHOTO_CHECK_WAIT_SECONDS)
+
+
+def deliveries(task: Task) -> int:
+    """How often this attempt of `task` (a retry is a new attempt) has been delivered, counted
+    in the broker: a message handed back after its process died comes back unchanged."""
+    key = f"catcollector:deliveries:{task.request.id}:{task.request.retries}"
+    with task.app.connection_for_write() as connection:
+        client = connection.default_channel.client
+        count = client.incr(key)
+        client.expire(key, DELIVERIES_KEPT_S)
+    return count
 
 
 def queue(cat_id: int, photo_name: str, request: str | None) -> bool:

@@ -60,6 +60,20 @@ def test_a_photo_that_is_gone_is_parked_at_once(attempts, caplog):
     assert "parked after 0 retries: FileNotFoundError" in parked
 
 
+def test_a_task_whose_process_keeps_dying_is_parked_not_run_again(attempts, caplog, monkeypatch):
+    calls, _ = attempts
+    counted = []
+    monkeypatch.setattr(tasks, "deliveries", lambda task: counted.append(task) or 4)
+    # As a worker runs it (apply() runs it in place, where nothing is redelivered).
+    monkeypatch.setattr(tasks.make_thumbnail.request, "is_eager", False, raising=False)
+    with caplog.at_level(logging.ERROR, logger="app.cats.tasks"):
+        assert tasks.make_thumbnail.run(*CALL) == "parked"
+    assert calls == []
+    assert len(counted) == 1
+    [parked] = [r.getMessage() for r in caplog.records if r.name == "app.cats.tasks"]
+    assert "died in each of 3 deliveries" in parked
+
+
 def test_the_retry_delays_stay_under_the_brokers_visibility_timeout(settings):
     """A retry waits in the worker unacknowledged; Redis would deliver it again past this."""
     visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
