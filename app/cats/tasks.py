@@ -13,6 +13,7 @@ loops. The cat keeps no thumbnail, which is the record of what is parked:
 """
 
 import logging
+import time
 
 from celery import Task
 from django.conf import settings
@@ -38,6 +39,8 @@ DELIVERIES_KEPT_S = 24 * 3600
 # web's wait for the broker when queueing: one quick reconnection attempt, then it makes the
 # thumbnail itself.
 QUEUE_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5}
+# After the broker failed, how long this process makes thumbnails itself without asking it.
+BROKER_PAUSE_S = 30
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +99,12 @@ def deliveries(task: Task) -> int:
 
 def queue(cat_id: int, photo_name: str, request: str | None) -> bool:
     """Send the task, carrying the id of the `request` that stored the photo (the worker's log
-    lines of the task show it); False (and a warning) when the broker does not take it."""
+    lines of the task show it); False (and a warning) when the broker does not take it. After a
+    failure this process does not ask the broker again for BROKER_PAUSE_S: each upload meanwhile
+    is answered without waiting for it."""
+    global _broker_failed_at  # noqa: PLW0603 (one per process, like the connection pool)
+    if time.monotonic() - _broker_failed_at < BROKER_PAUSE_S:
+        return False
     try:
         make_thumbnail.apply_async(
             (cat_id, photo_name),
@@ -105,10 +113,15 @@ def queue(cat_id: int, photo_name: str, request: str | None) -> bool:
             retry_policy=QUEUE_RETRY_POLICY,
         )
     except (KombuError, RedisError, OSError) as error:
+        _broker_failed_at = time.monotonic()
         logger.warning(
-            "broker unreachable (%s: %s); the thumbnail is made in the request",
+            "broker unreachable (%s: %s); thumbnails are made in the request for %s s",
             type(error).__name__,
             error,
+            BROKER_PAUSE_S,
         )
         return False
     return True
+
+
+_broker_failed_at = -BROKER_PAUSE_S

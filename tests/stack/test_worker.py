@@ -107,9 +107,9 @@ def test_the_brokers_password_is_in_no_configuration_and_required(shared_stack):
         'REDISCLI_AUTH="$(cat /run/secrets/catcollector/redis_password)" '
         "redis-cli config get appendonly appendfsync maxmemory-policy",
     ).split()  # fmt: skip
-    assert persisted == [
-        "appendonly", "yes", "appendfsync", "everysec", "maxmemory-policy", "noeviction",
-    ]  # fmt: skip
+    assert dict(zip(persisted[::2], persisted[1::2], strict=True)) == {
+        "appendonly": "yes", "appendfsync": "everysec", "maxmemory-policy": "noeviction",
+    }  # fmt: skip
 
 
 def test_an_upload_is_answered_at_once_and_the_worker_makes_its_thumbnail(shared_stack):
@@ -182,8 +182,7 @@ def test_the_heartbeat_check_is_cheaper_than_a_ping_through_the_broker(shared_st
     started = time.monotonic()
     ping = shared_stack.exec(
         "worker", "sh", "-c",
-        'celery --app config.celery inspect ping --timeout 5 -d "celery@$(hostname)" '
-        "&& grep VmHWM /proc/self/status",
+        'celery --app config.celery inspect ping --timeout 5 -d "celery@$(hostname)"',
     )  # fmt: skip
     ping_s = time.monotonic() - started
     assert "pong" in ping

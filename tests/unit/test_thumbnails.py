@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -20,6 +21,12 @@ from tests.harness.photos import ISSUE_PNG_SIDE, MAKERS, header_of, largest_squa
 from tests.unit.support import add_cat, image_bytes, stored_files
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def broker_not_failed(monkeypatch):
+    """Each test starts with the broker not known to have failed (tasks.queue's pause)."""
+    monkeypatch.setattr(tasks, "_broker_failed_at", -tasks.BROKER_PAUSE_S)
 
 
 def upload(name: str, content: bytes) -> SimpleUploadedFile:
@@ -97,6 +104,24 @@ def test_a_broker_that_does_not_answer_means_the_request_makes_it(
     warnings = [r.getMessage() for r in caplog.records if r.name == "app.cats.tasks"]
     assert len(warnings) == 1
     assert warnings[0].startswith("broker unreachable")
+
+
+def test_after_a_broker_failure_uploads_do_not_wait_for_it(
+    member, media_root, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    settings.THUMBNAILS_QUEUED = True
+    monkeypatch.setattr(tasks, "_broker_failed_at", time.monotonic())
+    asked = []
+    monkeypatch.setattr(tasks.make_thumbnail, "apply_async", lambda *a, **k: asked.append(a))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert add_cat(member, photo=upload("cat.png", image_bytes())).status_code == 302
+    assert asked == []
+    assert Cat.objects.get().thumbnail
+    # Once the pause is over, the broker is asked again.
+    monkeypatch.setattr(tasks, "_broker_failed_at", time.monotonic() - tasks.BROKER_PAUSE_S)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert add_cat(member, photo=upload("cat.png", image_bytes())).status_code == 302
+    assert len(asked) == 1
 
 
 def test_making_it_twice_keeps_the_first(media_root):
