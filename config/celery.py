@@ -62,15 +62,17 @@ def keep_djangos_logging(**kwargs) -> None:
 
 
 @signals.worker_init.connect
-def size_photo_slots(**kwargs) -> None:
+def size_photo_slots(sender=None, **kwargs) -> None:
     """The photo slots of this container (app.cats.photos) get what its memory limit leaves
-    once its own processes are counted: the pool's and the main one. Set in the main process
-    before the pool forks, so every pool process shares the same slot files and count."""
+    once its own processes are counted: the pool's (`sender`, the worker, knows how many, also
+    when given --concurrency) and the main one. Set in the main process before the pool forks,
+    so every pool process shares the same slot files and count."""
     from django.conf import settings  # noqa: PLC0415 (Django is set up by now)
 
     from config.settings import photo_check_memory  # noqa: PLC0415
 
-    processes = settings.CELERY_WORKER_CONCURRENCY + 1
+    pool = getattr(sender, "concurrency", None) or settings.CELERY_WORKER_CONCURRENCY
+    processes = pool + 1
     settings.PHOTO_CHECK_MEMORY_BYTES = photo_check_memory(
         processes, settings.CELERY_PROCESS_MEMORY_BYTES
     )

@@ -124,6 +124,13 @@ def test_the_worker_sizes_its_photo_slots_from_its_own_processes(settings):
     expected = photo_check_memory(4, settings.CELERY_PROCESS_MEMORY_BYTES)
     assert expected == settings.PHOTO_CHECK_MEMORY_BYTES
 
+    class Started:  # a worker given --concurrency 5
+        concurrency = 5
+
+    worker.size_photo_slots(sender=Started())
+    expected = photo_check_memory(6, settings.CELERY_PROCESS_MEMORY_BYTES)
+    assert expected == settings.PHOTO_CHECK_MEMORY_BYTES
+
 
 def test_without_redis_host_nothing_is_queued():
     assert run_python(*PRINT_SETTING, "THUMBNAILS_QUEUED").stdout.strip() == "False"
