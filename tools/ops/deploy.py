@@ -150,6 +150,10 @@ class Deployment:
             ) from None
 
     def start(self) -> None:
+        if self.with_worker:
+            # The broker's password, which a stack whose first release predates the worker has
+            # not got yet; B's web reads it too. init-secrets keeps the secrets it finds.
+            self.console.note(self.run_release("init-secrets", release=self.target))
         count = len(self.running)
         self.project.compose(
             "up", "--detach", "--no-deps", "--no-recreate", "--no-build", "--pull", "never",
