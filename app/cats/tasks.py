@@ -71,10 +71,11 @@ class ParkedOnFailure(Task):
 )
 def make_thumbnail(self, cat_id: int, photo_name: str) -> str:
     if not self.request.is_eager and deliveries(self) > MAX_DELIVERIES:
-        # Its process died every time (killed: the OOM killer, a hard crash in a decoder).
-        # Delivered again on each death (acks_late), it would loop forever.
+        # Its process died every time (killed: the OOM killer, a hard crash in a decoder), or
+        # its worker stopped each time before it finished. Delivered again on each death
+        # (acks_late), it would loop forever.
         logger.error(
-            "task %s parked: its process died in each of %s deliveries; run it again with "
+            "task %s parked: delivered %s times without finishing; run it again with "
             "`python manage.py make_thumbnails`",
             self.name,
             MAX_DELIVERIES,
@@ -90,10 +91,15 @@ def deliveries(task: Task) -> int:
     """How often this attempt of `task` (a retry is a new attempt) has been delivered, counted
     in the broker: a message handed back after its process died comes back unchanged."""
     key = f"catcollector:deliveries:{task.request.id}:{task.request.retries}"
-    with task.app.connection_for_write() as connection:
-        client = connection.default_channel.client
-        count = client.incr(key)
-        client.expire(key, DELIVERIES_KEPT_S)
+    try:
+        with task.app.connection_for_write() as connection:
+            client = connection.default_channel.client
+            count = client.incr(key)
+            client.expire(key, DELIVERIES_KEPT_S)
+    except (KombuError, RedisError, OSError) as error:
+        # Not counted this once: the work matters more than the guard.
+        logger.warning("deliveries of %s not counted: %s", task.request.id, error)
+        return 1
     return count
 
 

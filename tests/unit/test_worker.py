@@ -71,7 +71,7 @@ def test_a_task_whose_process_keeps_dying_is_parked_not_run_again(attempts, capl
     assert calls == []
     assert len(counted) == 1
     [parked] = [r.getMessage() for r in caplog.records if r.name == "app.cats.tasks"]
-    assert "died in each of 3 deliveries" in parked
+    assert "delivered 3 times without finishing" in parked
 
 
 def test_the_retry_delays_stay_under_the_brokers_visibility_timeout(settings):
