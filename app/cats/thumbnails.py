@@ -21,6 +21,7 @@ from pathlib import Path, PurePath
 from django.conf import settings
 
 from app.cats import formats, photos
+from app.cats.slots import NoSlotFree
 
 # The longest side of a thumbnail, in pixels: the list's cells at twice their CSS size.
 SIDE = 400
@@ -49,6 +50,9 @@ def schedule(cat_id: int, photo_name: str, request: str | None = None) -> None:
             return
     try:
         make(cat_id, photo_name, wait_s=settings.PHOTO_CHECK_WAIT_SECONDS)
+    except NoSlotFree:
+        # Capacity, not a fault: the upload is not refused for its thumbnail's sake.
+        logger.warning("thumbnail of cat %s not made: every photo slot stayed busy", cat_id)
     except Exception:
         # The photo is stored and its row committed: the upload succeeded either way.
         logger.exception("thumbnail of cat %s not made; the list shows a placeholder", cat_id)
