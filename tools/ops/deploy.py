@@ -293,7 +293,7 @@ class Deployment:
         (the scripts' result; log lines come before it)."""
         result = self.project.compose(
             "run", "--rm", "--no-deps", "-T", service, *command,
-            env=release.env, what=f"{release.app}: {' '.join(command[1:2]) or command[0]}",
+            env=release.env, what=f"{release.app}: {' '.join(command[1:2]) or service}",
         )  # fmt: skip
         return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 
