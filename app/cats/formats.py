@@ -1,6 +1,7 @@
-"""The four photo formats, read and checked with memory known in advance. No Django here:
-app.cats.photos decides what to accept and when a check may run; this module says what a file
-is and what checking it costs.
+"""The four photo formats, read, checked and thumbnailed with memory known in advance. No Django
+here: app.cats.photos decides what to accept and when a check may run (app.cats.thumbnails when
+a thumbnail may be made); this module says what a file is and what checking it, or making its
+thumbnail (at the end of this file), costs.
 
 read_header() reads only what precedes the image data (for GIF, every block's length too,
 which takes constant memory) and returns a Header: the format, the size in pixels and what the
