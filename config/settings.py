@@ -10,8 +10,9 @@ import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
-from config.container import gunicorn_workers, memory_limit, tmpfs_size
+from config.container import available_cpus, gunicorn_workers, memory_limit, tmpfs_size
 from config.env import Env
 from config.errors import ConfigurationError, install_excepthook
 from config.logging import logging_config
@@ -347,18 +348,95 @@ UPLOAD_MAX_BYTES = UPLOAD_MAX_MB * 1024 * 1024
 # no slot, uploads held in memory).
 WORKER_MEMORY_BYTES = 60 * 1024 * 1024
 SPARE_MEMORY_BYTES = 100 * 1024 * 1024
-PHOTO_CHECK_MEMORY_BYTES = max(
-    0,
-    memory_limit()
-    - gunicorn_workers(env) * WORKER_MEMORY_BYTES
-    - tmpfs_size("/tmp")  # noqa: S108 (reads its size)
-    - SPARE_MEMORY_BYTES,
-)
+
+
+def photo_check_memory(processes: int, process_bytes: int) -> int:
+    """What this container's memory limit leaves the photo slots once `processes` of
+    `process_bytes` each, the /tmp tmpfs and the spare are counted."""
+    return max(
+        0,
+        memory_limit()
+        - processes * process_bytes
+        - tmpfs_size("/tmp")  # noqa: S108 (reads its size)
+        - SPARE_MEMORY_BYTES,
+    )
+
+
+# web's: gunicorn's workers. The worker container replaces it with its own when it starts
+# (config.celery, size_photo_slots): its pool's processes, in its own memory limit.
+PHOTO_CHECK_MEMORY_BYTES = photo_check_memory(gunicorn_workers(env), WORKER_MEMORY_BYTES)
 # The slots are files on this tmpfs, private to the container (app/cats/slots.py).
 PHOTO_CHECK_SLOT_DIR = "/dev/shm"  # noqa: S108 (a tmpfs of the container's own)
 # How long a check waits for a slot (a check takes well under a second; a request waiting here
 # holds a gunicorn thread) and, after a 503, the Retry-After it suggests.
 PHOTO_CHECK_WAIT_SECONDS = 5
+
+
+# --- Background work: thumbnails (compose.worker.yaml; docs/operations.md, Background work) --
+# With REDIS_HOST set, web queues each new photo's thumbnail for the worker (Celery, Redis as the
+# broker); unset, web makes it in the request that stored the photo (app.cats.thumbnails).
+REDIS_HOST = env.raw("REDIS_HOST")
+THUMBNAILS_QUEUED = REDIS_HOST is not None and not BUILD_STATIC_ONLY
+# The official redis image's port.
+REDIS_PORT = 6379
+
+
+def read_broker_url() -> str | None:
+    if not THUMBNAILS_QUEUED:
+        return None
+    password = env.secret("REDIS_PASSWORD")
+    if password is None:
+        raise ConfigurationError(
+            "REDIS_HOST is set but REDIS_PASSWORD_FILE is not; compose.worker.yaml sets both "
+            "(init-secrets generates the password)"
+        )
+    return f"redis://:{quote(password, safe='')}@{REDIS_HOST}:{REDIS_PORT}/0"
+
+
+CELERY_BROKER_URL = read_broker_url()
+# A task is acknowledged once it has finished, so one whose process is killed midway (or
+# whose worker stops before finishing it) is delivered again; tasks must be idempotent.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One message per pool process at a time: a long task never holds others back behind it, and a
+# stopping worker has nothing reserved to hand back.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Redis redelivers a message not acknowledged within this (a worker killed outright, with no
+# chance to hand its tasks back). Above the longest task and the longest retry delay below:
+# Redis would otherwise deliver a waiting retry a second time.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 300,
+    # web answers the upload either way (it makes the thumbnail itself when Redis does not
+    # answer): so it waits briefly.
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The worker keeps retrying a lost broker; web never waits for it (app.cats.tasks.queue).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# A task running when the broker connection drops would be delivered again and run twice.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# A thumbnail takes well under 2 s (docs/operations.md); these only stop a stuck one.
+CELERY_TASK_SOFT_TIME_LIMIT = 20
+CELERY_TASK_TIME_LIMIT = 30
+# Fire and forget: nothing reads a task's result (the row records the thumbnail).
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+# JSON only: a message of any other content type is refused, never unpickled.
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+# On SIGTERM (docker stop, a deploy) the worker waits this long for its tasks, then hands the
+# unfinished ones back to the queue (the container sets REMAP_SIGTERM=SIGQUIT; compose's
+# stop_grace_period is above it).
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 15
+# Thumbnails are CPU-bound: one process per CPU the container may use (its quota).
+CELERY_WORKER_CONCURRENCY = env.integer(
+    "CELERY_WORKER_CONCURRENCY", available_cpus(), minimum=1, maximum=64
+)
+# Django's logging (JSON lines) stays; Celery adds no handler of its own (config.celery).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Memory a pool process counts for when the worker sizes its photo slots (measured: docs).
+CELERY_PROCESS_MEMORY_BYTES = 80 * 1024 * 1024
 
 
 # --- Logging --------------------------------------------------------------------------------

@@ -37,6 +37,8 @@ def serialize(cat: Cat, request: HttpRequest) -> dict:
         "age": cat.age,
         "description": cat.description,
         "photo_url": request.build_absolute_uri(cat.photo.url) if cat.photo else None,
+        # Null until the thumbnail is made (app.cats.thumbnails).
+        "thumbnail_url": request.build_absolute_uri(cat.thumbnail.url) if cat.thumbnail else None,
         "url": request.build_absolute_uri(cat.get_absolute_url()),
         "created_at": cat.created_at.isoformat(),
         "updated_at": cat.updated_at.isoformat(),

@@ -1,6 +1,7 @@
-"""The four photo formats, read and checked with memory known in advance. No Django here:
-app.cats.photos decides what to accept and when a check may run; this module says what a file
-is and what checking it costs.
+"""The four photo formats, read, checked and thumbnailed with memory known in advance. No Django
+here: app.cats.photos decides what to accept and when a check may run (app.cats.thumbnails when
+a thumbnail may be made); this module says what a file is and what checking it, or making its
+thumbnail (at the end of this file), costs.
 
 read_header() reads only what precedes the image data (for GIF, every block's length too,
 which takes constant memory) and returns a Header: the format, the size in pixels and what the
@@ -27,6 +28,7 @@ comments, the whole of a WebP file): counted as `file_bytes`.
 
 from __future__ import annotations
 
+import io
 import math
 import struct
 import zlib
@@ -40,8 +42,11 @@ GIF_BYTES_PER_PIXEL = 2
 WEBP_BYTES_PER_PIXEL = 16
 # libjpeg's coefficient buffer: 64 coefficients of 2 bytes for every 8x8 block.
 JPEG_BYTES_PER_BLOCK = 128
-# Pillow stores a decoded RGB or CMYK pixel in 4 bytes (one for greyscale; 4 counted).
+# Pillow stores a decoded RGB or CMYK pixel in 4 bytes (one for greyscale; 4 counted). A PNG
+# decodes to at most that too: Pillow keeps 16-bit colour as 8-bit RGB(A), 16-bit grey in 2.
 DECODED_BYTES_PER_PIXEL = 4
+# The check decodes a JPEG at 1/8 scale, the most libjpeg can reduce.
+JPEG_CHECK_SCALE = 8
 # Decoder state, buffers and Python objects of one check, beyond the per-pixel and per-file
 # memory (zlib's window, libjpeg's tables and row buffers, 64 kB reads).
 CHECK_OVERHEAD_BYTES = 2 * MIB
@@ -335,6 +340,11 @@ def _jpeg_header(file: BinaryIO) -> Header:
             return _jpeg_frame(*frame, scan_components=segment[0], header_bytes=file.tell())
 
 
+def _jpeg_decoded_bytes(width: int, height: int, scale: int) -> int:
+    """What libjpeg's output at 1/`scale` holds, in Pillow's 4 bytes a pixel."""
+    return math.prod(_scaled((width, height), scale)) * DECODED_BYTES_PER_PIXEL
+
+
 def _jpeg_frame(code: int, frame: bytes, scan_components: int, header_bytes: int) -> Header:
     if len(frame) < 6:
         raise Unreadable("the frame header is corrupt")
@@ -346,7 +356,7 @@ def _jpeg_frame(code: int, frame: bytes, scan_components: int, header_bytes: int
     factors = [(b >> 4, b & 15) for b in frame[7 : 6 + 3 * count : 3]]
     if not all(1 <= h <= 4 and 1 <= v <= 4 for h, v in factors):
         raise Unreadable("a sampling factor is out of range")
-    decoded = math.ceil(width / 8) * math.ceil(height / 8) * DECODED_BYTES_PER_PIXEL
+    decoded = _jpeg_decoded_bytes(width, height, JPEG_CHECK_SCALE)
     # One scan with every component (the usual baseline file) is decoded as it streams in;
     # several scans make libjpeg keep every coefficient of every component until the last.
     multi_scan = code == 0xC2 or scan_components < count
@@ -469,7 +479,9 @@ def _check_with_pillow(file: BinaryIO, header: Header) -> None:
             if not fits:
                 raise Unreadable("Pillow reads another size from the header")
             if header.format == "JPEG":
-                image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
+                scale = JPEG_CHECK_SCALE
+                draft = (max(1, image.width // scale), max(1, image.height // scale))
+                image.draft(image.mode, draft)
             # Only the first frame of an animation is decoded.
             image.load()
     except (Unreadable, MemoryError):
@@ -478,3 +490,106 @@ def _check_with_pillow(file: BinaryIO, header: Header) -> None:
         # Pillow's decoders signal bad input with whatever their parsing hits (OSError,
         # SyntaxError, ValueError, EOFError, struct.error, IndexError...).
         raise Unreadable(str(error)) from None
+
+
+# --- Thumbnails -------------------------------------------------------------------------------
+# A thumbnail is a decode like the check's, then small images only. What it holds:
+# - JPEG: decoded by libjpeg at the smallest scale (1/2, 1/4, 1/8) still at least the
+#   thumbnail's size (Pillow's draft()); a multi-scan file still holds its coefficients.
+# - PNG: decoded whole (the check decoded nothing): at most 4 bytes a pixel, plus the text
+#   chunks Pillow keeps, capped at PNG_TEXT_BYTES (a file with more is refused, see below).
+# - GIF and WebP: the check's own decode; WebP's peak passes before the rest begins.
+# Then: a copy at no more than twice the thumbnail's size (box-averaged for RGB, L and CMYK;
+# nearest pixel for palette and alpha images, whose averaging Pillow does on a converted copy
+# of the whole image), its conversion to RGB, the thumbnail and its JPEG encoding.
+PNG_TEXT_BYTES = MIB
+THUMBNAIL_QUALITY = 80
+
+
+def _reduce_factor(width: int, height: int, side: int) -> int:
+    """How much the decoded image is shrunk before the thumbnail is made from it: to no less
+    than twice the thumbnail's size, so the last, smooth resize has pixels to average."""
+    return max(1, max(width, height) // (2 * side))
+
+
+def _scaled(size: tuple[int, int], factor: int) -> tuple[int, int]:
+    """A size divided by `factor`, rounded up, as libjpeg's scaling and Pillow's reduce()."""
+    return math.ceil(size[0] / factor), math.ceil(size[1] / factor)
+
+
+def _thumbnail_work_bytes(width: int, height: int, side: int) -> int:
+    """After the decode: the shrunk copy, its RGB conversion and the white background (each
+    at most 4 bytes a pixel), the thumbnail and the JPEG encoder's buffers."""
+    shrunk = math.prod(_scaled((width, height), _reduce_factor(width, height, side)))
+    return 3 * DECODED_BYTES_PER_PIXEL * shrunk + DECODED_BYTES_PER_PIXEL * side * side + MIB
+
+
+def _jpeg_thumbnail_scale(width: int, height: int, side: int) -> int:
+    """The scale Pillow's JPEG draft() picks for a `side`-pixel box (JpegImageFile.draft)."""
+    most = min(width // side, height // side)
+    return next((s for s in (8, 4, 2) if most >= s), 1)
+
+
+def thumbnail_peak_bytes(header: Header, side: int) -> int:
+    """The most memory make_thumbnail() allocates for a photo with this header."""
+    if header.format == "PNG":
+        decode = DECODED_BYTES_PER_PIXEL * header.pixels + PNG_TEXT_BYTES + CHECK_OVERHEAD_BYTES
+        retained = decode
+    elif header.format == "JPEG":
+        at_check_scale = _jpeg_decoded_bytes(header.width, header.height, JPEG_CHECK_SCALE)
+        scale = _jpeg_thumbnail_scale(header.width, header.height, side)
+        decoded = _jpeg_decoded_bytes(header.width, header.height, scale)
+        decode = header.peak_bytes - at_check_scale + decoded
+        retained = decoded + header.file_bytes + CHECK_OVERHEAD_BYTES
+        width, height = _scaled((header.width, header.height), scale)
+        return max(decode, retained + _thumbnail_work_bytes(width, height, side))
+    elif header.format == "WEBP":
+        # libwebp's buffers go once the decode ends; Pillow keeps the RGBA image.
+        decode = header.peak_bytes
+        retained = DECODED_BYTES_PER_PIXEL * header.pixels + header.file_bytes
+        retained += CHECK_OVERHEAD_BYTES
+    else:
+        decode = retained = header.peak_bytes
+    return max(decode, retained + _thumbnail_work_bytes(header.width, header.height, side))
+
+
+def make_thumbnail(file: BinaryIO, header: Header, side: int) -> bytes:
+    """A JPEG of `file`'s first frame within a `side` x `side` box, transparency on white;
+    within thumbnail_peak_bytes(). Raises Unreadable for a file Pillow cannot decode."""
+    from PIL import PngImagePlugin  # noqa: PLC0415 (only where thumbnails are made)
+
+    # Pillow's default lets a PNG's text chunks take 64 MB; a photo's metadata is far less.
+    PngImagePlugin.MAX_TEXT_MEMORY = min(PngImagePlugin.MAX_TEXT_MEMORY, PNG_TEXT_BYTES)
+    file.seek(0)
+    try:
+        with Image.open(file, formats=[header.format]) as image:
+            if header.format == "JPEG":
+                image.draft(image.mode, (side, side))
+            image.load()
+            thumbnail = _shrink(image, side)
+    except MemoryError:
+        raise
+    except Exception as error:
+        # As in _check_with_pillow: Pillow signals bad input with whatever its parsing hits.
+        raise Unreadable(str(error)) from None
+    out = io.BytesIO()
+    thumbnail.save(out, format="JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
+    return out.getvalue()
+
+
+def _shrink(image: Image.Image, side: int) -> Image.Image:
+    width, height = image.size
+    factor = _reduce_factor(width, height, side)
+    if factor > 1:
+        if image.mode in ("L", "RGB", "CMYK"):
+            image = image.reduce(factor)
+        else:
+            image = image.resize(_scaled(image.size, factor), Image.Resampling.NEAREST)
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.new("RGB", rgba.size, "white")
+        image.paste(rgba, mask=rgba.getchannel("A"))
+    elif image.mode != "RGB":
+        image = image.convert("RGB")
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return image

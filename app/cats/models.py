@@ -5,7 +5,9 @@ from django.core.validators import MaxValueValidator
 from django.db import models, transaction
 from django.urls import reverse
 
+from app.cats import thumbnails
 from app.cats.photos import photo_path, validate_photo
+from config.logging import request_id
 
 # The oldest cat on record lived to 38.
 MAX_AGE_YEARS = 40
@@ -20,6 +22,11 @@ class Cat(models.Model):
         help_text="Age in years.", validators=[MaxValueValidator(MAX_AGE_YEARS)]
     )
     photo = models.ImageField(upload_to=photo_path, validators=[validate_photo], blank=True)
+    # Made from the photo after it is stored (app.cats.thumbnails); empty until then. Nullable,
+    # so the release before it keeps writing rows while this one's migration runs.
+    thumbnail = models.ImageField(
+        upload_to=thumbnails.FOLDER, null=True, blank=True, editable=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -33,14 +40,18 @@ class Cat(models.Model):
         return self.name
 
     def save(self, *args, **kwargs) -> None:
-        """Saves, then deletes the file of a photo this save replaced or cleared, once the new
-        row is committed: a failed or rolled-back save keeps the old photo and its file. A save
-        that fails after storing a new photo's file removes that file (no row points at it)."""
+        """Saves, then deletes the file of a photo this save replaced or cleared (and its
+        thumbnail's), once the new row is committed: a failed or rolled-back save keeps the old
+        photo and its file. A save that fails after storing a new photo's file removes that file
+        (no row points at it). A new photo's thumbnail is asked for once the row is committed."""
         previous = None
         if self.pk is not None:
             previous = Cat.objects.filter(pk=self.pk).values_list("photo", flat=True).first()
         photo = self.photo
         uploaded = photo.name if photo and not photo._committed else None
+        if uploaded is not None or not photo:
+            # Never a thumbnail of another photo, not even until the new one is made.
+            self.thumbnail = None
         try:
             # One transaction (or, inside one, a mark for its rollback) for the row and what
             # saving it runs: when this raises, the row was not written and will not be.
@@ -56,6 +67,12 @@ class Cat(models.Model):
             raise
         if previous and previous != self.photo.name:
             transaction.on_commit(partial(_delete_photo_file, self.photo.storage, previous))
+            thumbnail = thumbnails.name_for(previous)
+            transaction.on_commit(partial(_delete_photo_file, self.photo.storage, thumbnail))
+        if uploaded is not None:
+            # The request's id now: the commit may come after the request's context is gone.
+            schedule = partial(thumbnails.schedule, self.pk, self.photo.name, request_id.get())
+            transaction.on_commit(schedule)
 
     def get_absolute_url(self) -> str:
         return reverse("cats:detail", args=[self.pk])

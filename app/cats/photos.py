@@ -20,11 +20,18 @@ is costed from the file's header before anything is decoded (app.cats.formats, p
 
 So the photo checks of one container never hold more than slots x PHOTO_CHECK_BYTES plus
 UNSLOTTED_BYTES per request in progress, at any concurrency.
+
+Thumbnails (app.cats.thumbnails) follow the same rule, in web and in the worker alike: their
+peak is worked out from the header (formats.thumbnail_peak_bytes), may not exceed
+PHOTO_CHECK_BYTES, and takes a slot above UNSLOTTED_BYTES (memory_for). The worker sizes its
+slots from its own container's memory and processes (config.celery).
 """
 
 import logging
 import math
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import PurePath
 
 from django.conf import settings
@@ -180,13 +187,21 @@ def slot_count() -> int:
     return max(1, settings.PHOTO_CHECK_MEMORY_BYTES // PHOTO_CHECK_BYTES)
 
 
+@contextmanager
+def memory_for(peak_bytes: int, wait_s: float) -> Iterator[None]:
+    """Holds what a decode of `peak_bytes` needs: a slot above UNSLOTTED_BYTES (rule 2), else
+    nothing. Raises NoSlotFree when none frees within `wait_s`. Checks and thumbnails alike."""
+    if peak_bytes <= UNSLOTTED_BYTES:
+        yield
+        return
+    slots = Slots(settings.PHOTO_CHECK_SLOT_DIR, SLOT_NAME, slot_count())
+    with slots.hold(wait_s):
+        yield
+
+
 def _check(upload, header: formats.Header) -> None:
     try:
-        if header.peak_bytes <= UNSLOTTED_BYTES:
-            formats.check(upload, header)
-            return
-        slots = Slots(settings.PHOTO_CHECK_SLOT_DIR, SLOT_NAME, slot_count())
-        with slots.hold(settings.PHOTO_CHECK_WAIT_SECONDS):
+        with memory_for(header.peak_bytes, settings.PHOTO_CHECK_WAIT_SECONDS):
             formats.check(upload, header)
     except formats.Unreadable:
         raise _not_an_image() from None

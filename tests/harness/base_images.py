@@ -2,13 +2,15 @@
 
 Sources: every `FROM` (and `COPY --from=`) in tracked Dockerfiles, with `ARG` defaults (or the
 compose service's build args) resolved and stage names, named build contexts and `scratch`
-skipped; plus the `image:` of every compose service that has no `build:`. Bumping a tag in any
+skipped; plus the `image:` of every compose service that has no `build:`, in compose.yaml and
+with each override file beside it (compose.<name>.yaml). Bumping a tag in any
 of those files therefore changes what the tests run against.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -144,17 +146,42 @@ def dockerfile_base_images(dockerfile: Dockerfile) -> list[str]:
     return images
 
 
-def compose_config(repo: Path, compose_file: str = COMPOSE_FILE) -> dict:
-    """`docker compose config` as JSON, with every profile enabled and example values."""
-    command = ["docker", "compose", "--profile", "*", "-f", compose_file]
+# A variable an override file requires (`${NAME:?...}`): a placeholder lets `config` resolve it.
+_REQUIRED_VARIABLE = re.compile(r"\$\{([A-Za-z_]\w*):?\?")
+
+
+def compose_overrides(repo: Path) -> list[str]:
+    """The override files ops add to compose.yaml (compose.<name>.yaml beside it)."""
+    return [
+        name
+        for name in tracked_files(repo)
+        if re.fullmatch(r"compose\.[\w-]+\.ya?ml", name) and name != COMPOSE_FILE
+    ]
+
+
+def compose_config(repo: Path, *override_files: str) -> dict:
+    """`docker compose config` of compose.yaml (plus `override_files`) as JSON, with every
+    profile enabled, example values and a placeholder for each variable an override requires."""
+    command = ["docker", "compose", "--profile", "*", "-f", COMPOSE_FILE]
+    required = {}
+    for override in override_files:
+        command += ["-f", override]
+        for name in _REQUIRED_VARIABLE.findall((repo / override).read_text()):
+            required[name] = "/placeholder"
     if COMPOSE_ENV_EXAMPLE in tracked_files(repo):
         command += ["--env-file", COMPOSE_ENV_EXAMPLE]
     command += ["config", "--format", "json"]
-    result = subprocess.run(command, cwd=repo, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        command,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **required},
+    )
     if result.returncode != 0:
-        raise BaseImageError(
-            f"{compose_file}: docker compose config failed: {result.stderr.strip()}"
-        )
+        files = " + ".join((COMPOSE_FILE, *override_files))
+        raise BaseImageError(f"{files}: docker compose config failed: {result.stderr.strip()}")
     return json.loads(result.stdout)
 
 
@@ -198,10 +225,14 @@ def project_base_images(repo: Path, config: dict | None = None) -> list[str]:
     `config` is compose.yaml's resolved configuration; by default `docker compose config` is
     asked for it when compose.yaml is tracked.
     """
+    images = set()
     if config is None and COMPOSE_FILE in tracked_files(repo):
         config = compose_config(repo)
+        # An override may bring services of its own (compose.worker.yaml's redis).
+        for override in compose_overrides(repo):
+            images.update(compose_base_images(compose_config(repo, override)))
     config = config or {}
-    images = set(compose_base_images(config))
+    images.update(compose_base_images(config))
     dockerfiles = compose_dockerfiles(config, repo)
     built_by_compose = {d.path for d in dockerfiles}
     for relative in tracked_dockerfiles(repo):

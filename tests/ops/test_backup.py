@@ -29,7 +29,7 @@ import pytest
 import requests
 
 from tests.harness.docker import clean_env
-from tests.ops.test_deploy import EXPAND_MIGRATION
+from tests.ops.releases import EXPAND_MIGRATION, EXPAND_NAME, NICKNAME_FIELD
 from tests.ops.traffic import Traffic
 from tests.stack.support import SITE_HOST, record
 from tools.ops import archive
@@ -404,18 +404,18 @@ def test_wipe_then_restore_brings_back_every_row_and_photo(ops_project):
 def test_an_archive_from_before_a_migration_restores_into_the_release_after_it(ops_project):
     ops_project.edit(
         "app/cats/models.py", "    photo = models.ImageField(",
-        "    nickname = models.CharField(max_length=50, null=True)\n    photo = models.ImageField(",
+        NICKNAME_FIELD + "    photo = models.ImageField(",
     )  # fmt: skip
-    ops_project.write("app/cats/migrations/0002_cat_nickname.py", EXPAND_MIGRATION)
+    ops_project.write(f"app/cats/migrations/{EXPAND_NAME}.py", EXPAND_MIGRATION)
     ops_project.ops("deploy", "b", "--build")
     archived = archive.check(state["under_load"]).manifest
-    assert "cats.0002_cat_nickname" not in archived["migrations"]
+    assert f"cats.{EXPAND_NAME}" not in archived["migrations"]
 
     result = restore(ops_project, state["under_load"], answer="yes\n")
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 migration(s) of release b applied" in result.stdout
-    assert "cats.0002_cat_nickname" in psql(
+    assert f"cats.{EXPAND_NAME}" in psql(
         ops_project, "SELECT string_agg(app || '.' || name, ' ') FROM django_migrations"
     )
     assert psql(ops_project, "SELECT count(nickname) FROM cats_cat") == "0"

@@ -3,7 +3,9 @@
 a is this checkout. b changes the CSS and adds a backward-compatible migration; rolling back
 to a keeps b's schema. c cannot start, d's migration fails: both are undone by the verb.
 e changes nginx's site configuration (a reload); f changes the proxy itself (a new nginx
-container, the one window this stack cannot close). Throughout, visitors load pages and their
+container, the one window this stack cannot close). g switches the worker on (compose.worker.yaml
+added to COMPOSE_FILE): Redis and a worker start beside the release; h is deployed while the
+worker has thumbnails queued, which all get made. Throughout, visitors load pages and their
 static files, a signed-in writer adds cats, and a slow upload crosses each switch: every
 request must succeed and every acknowledged cat must be there afterwards.
 """
@@ -15,30 +17,22 @@ import time
 
 import requests
 
+from tests.harness.photos import ISSUE_PNG_SIDE, MAKERS
+from tests.ops.releases import (
+    EXPAND_MIGRATION,
+    EXPAND_NAME,
+    FAILING_MIGRATION,
+    FAILING_NAME,
+    NICKNAME_FIELD,
+)
 from tests.ops.traffic import SlowUpload, Traffic, cat_names
-from tests.stack.support import SITE_HOST, record
+from tests.stack.support import SITE_HOST, Client, record
 
 SLOW_UPLOAD_S = 8
 # web containers kept through the nginx-configuration deploy (`--scale` survives a deploy).
 SCALE = 2
 # A new nginx container: the old one's stop (its requests in flight), the new one's start.
 NEW_PROXY_WINDOW_BOUND_S = 5
-EXPAND_MIGRATION = """from django.db import migrations, models
-
-
-class Migration(migrations.Migration):
-    dependencies = [("cats", "0001_initial")]
-    operations = [
-        migrations.AddField("cat", "nickname", models.CharField(max_length=50, null=True)),
-    ]
-"""
-FAILING_MIGRATION = """from django.db import migrations
-
-
-class Migration(migrations.Migration):
-    dependencies = [("cats", "0002_cat_nickname")]
-    operations = [migrations.RunSQL("SELECT 1 / 0")]
-"""
 CANNOT_START = '\nraise SystemExit("error: this release cannot start")\n'
 
 
@@ -103,9 +97,9 @@ def test_deploy_a_to_b_loses_no_request(ops_project):
     )
     ops_project.edit(
         "app/cats/models.py", "    photo = models.ImageField(",
-        "    nickname = models.CharField(max_length=50, null=True)\n    photo = models.ImageField(",
+        NICKNAME_FIELD + "    photo = models.ImageField(",
     )  # fmt: skip
-    ops_project.write("app/cats/migrations/0002_cat_nickname.py", EXPAND_MIGRATION)
+    ops_project.write(f"app/cats/migrations/{EXPAND_NAME}.py", EXPAND_MIGRATION)
     web_before = set(ops_project.container_ids("web"))
     nginx_before = ops_project.container_ids("nginx")
 
@@ -128,7 +122,7 @@ def test_deploy_a_to_b_loses_no_request(ops_project):
 def test_rollback_names_the_newer_migrations_and_waits_for_a_choice(ops_project):
     result = ops_project.ops("rollback", check=False)
     assert result.returncode == 1
-    assert "the database holds migrations a does not know: cats.0002_cat_nickname" in result.stderr
+    assert f"the database holds migrations a does not know: cats.{EXPAND_NAME}" in result.stderr
     assert "--keep-schema" in result.stderr
     assert "--reverse-migrations" in result.stderr
     assert ops_project.setting("APP_VERSION") == "b"
@@ -162,12 +156,12 @@ def test_a_release_that_cannot_start_is_undone(ops_project):
 
 
 def test_a_release_whose_migration_fails_is_undone(ops_project):
-    ops_project.write("app/cats/migrations/0003_fails.py", FAILING_MIGRATION)
+    ops_project.write(f"app/cats/migrations/{FAILING_NAME}.py", FAILING_MIGRATION)
     web_before = set(ops_project.container_ids("web"))
     output, traffic, _ = deploy_under_load(
         ops_project, "deploy", "d", "--build", expect_success=False
     )
-    (ops_project.directory / "app/cats/migrations/0003_fails.py").unlink()
+    (ops_project.directory / f"app/cats/migrations/{FAILING_NAME}.py").unlink()
     assert "failed at migrate: d's migrations failed; a still serves" in output
     assert "division by zero" in output
     assert set(ops_project.container_ids("web")) == web_before
@@ -226,4 +220,70 @@ def test_a_new_proxy_replaces_nginx_within_a_short_window(ops_project):
     record("deploy with a new proxy", {
         "requests": traffic.requests, "failed": len(traffic.failures),
         "window_s": round(window, 2), "seconds": ops_project.durations["deploy f --build"],
+    })  # fmt: skip
+
+
+WORKER_ON = "COMPOSE_FILE=compose.yaml:compose.worker.yaml\n"
+# Photos whose thumbnails take the worker a second or more each (the issue's 40-megapixel PNG),
+# uploaded as the new release gets ready: A's worker is busy with them when it is retired.
+QUEUED_PHOTOS = 10
+THUMBNAILS_BOUND_S = 120
+
+
+def running(project, service: str) -> list[str]:
+    return project.compose("ps", "--quiet", "--status", "running", service).stdout.split()
+
+
+def test_switching_the_worker_on_is_a_deploy_that_loses_no_request(ops_project):
+    env = ops_project.directory / ".env"
+    env.write_text(env.read_text() + WORKER_ON)
+    _, traffic, upload = deploy_under_load(ops_project, "deploy", "g", "--build")
+    assert (upload.status, upload.location[:6]) == (302, "/cats/")
+    assert len(running(ops_project, "redis")) == 1
+    assert len(running(ops_project, "worker")) == 1
+    record("deploy switching the worker on", {
+        "requests": traffic.requests, "failed": len(traffic.failures),
+        "seconds": ops_project.durations["deploy g --build"],
+    })  # fmt: skip
+
+
+def test_a_deploy_with_thumbnails_queued_makes_them_all(ops_project):
+    photo = MAKERS["png"](ISSUE_PNG_SIDE)
+    writer = Client(ops_project.site)
+    writer.log_in()
+    workers_before = set(running(ops_project, "worker"))
+    names: list[str] = []
+
+    def upload_when_ready(line: str) -> None:
+        if "] ready" in line and not names:
+            for i in range(QUEUED_PHOTOS):
+                name = f"queued-{i}"
+                response = writer.post_form(
+                    "/cats/new/", {"name": name, "breed": "Tabby", "age": "2"},
+                    files={"photo": ("big.png", photo, "image/png")},
+                )  # fmt: skip
+                assert response.status_code == 302, response.status_code
+                names.append(name)
+
+    output, _, _ = deploy_under_load(
+        ops_project, "deploy", "h", "--build", on_line=upload_when_ready
+    )
+    assert len(names) == QUEUED_PHOTOS
+    assert "worker(s) of g stopped and removed" in output
+    workers_after = set(running(ops_project, "worker"))
+    assert workers_after
+    assert workers_after.isdisjoint(workers_before)
+    deadline = time.monotonic() + THUMBNAILS_BOUND_S
+    while True:
+        cats = requests.get(
+            ops_project.site.url("/api/cats/?page_size=100"),
+            headers={"Host": SITE_HOST, "X-Forwarded-Proto": "https"}, timeout=15,
+        ).json()["results"]  # fmt: skip
+        missing = [c["name"] for c in cats if c["name"] in names and not c["thumbnail_url"]]
+        if not missing:
+            break
+        assert time.monotonic() < deadline, f"thumbnails never made: {missing}"
+        time.sleep(1)
+    record("deploy with thumbnails queued", {
+        "photos": QUEUED_PHOTOS, "seconds": ops_project.durations["deploy h --build"],
     })  # fmt: skip

@@ -24,6 +24,7 @@ COMBINATIONS = {
     ("compose.yaml", "compose.dev.yaml"): {},
     ("compose.yaml", "compose.secrets.yaml"): {"SECRETS_DIR": "/placeholder"},
     ("compose.yaml", "compose.external-db.yaml"): {},
+    ("compose.yaml", "compose.worker.yaml"): {},
 }
 # Values that parse wherever a variable ends up: a string, a port or size, an address, a path.
 PROBES = ("probe-value-1", "12345", "127.0.0.9", "/probe/value")

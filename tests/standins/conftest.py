@@ -13,7 +13,12 @@ import pytest
 from tests.harness import REPO
 from tests.harness.standins import images_by_repository
 
-IMAGE_FIXTURES = {"python_image": "python", "postgres_image": "postgres", "nginx_image": "nginx"}
+IMAGE_FIXTURES = {
+    "python_image": "python",
+    "postgres_image": "postgres",
+    "nginx_image": "nginx",
+    "redis_image": "redis",
+}
 
 
 @functools.cache

@@ -100,6 +100,7 @@ def test_detail(client):
         "age": 3,
         "description": "Chases mice.",
         "photo_url": None,
+        "thumbnail_url": None,
         "url": f"https://{SITE_HOST}/cats/{cat.pk}/",
     }
 

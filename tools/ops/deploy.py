@@ -5,10 +5,12 @@ The steps, each a method with one way to fail:
   images   the release's images (B) on this VM: present, built from the checkout, or pulled
   publish  B's static files and nginx templates into the site volume, beside A's
   migrate  B's migrations, once, while A serves (they must be backward compatible)
-  start    N web containers of B beside A's; nginx sends them nothing yet
-  ready    every B container healthy and ready (database, migrations)
+  start    N web containers of B beside A's; nginx sends them nothing yet. With the worker
+           (compose.worker.yaml), M workers of B beside A's too (at least one)
+  ready    every B container healthy and ready (database, migrations); B's workers healthy
   switch   B becomes the active release: nginx reloads (or, for a new proxy, is replaced)
-  retire   A's containers stop once nginx's previous workers have finished their requests
+  retire   A's containers stop once nginx's previous workers have finished their requests;
+           A's workers finish their tasks or hand them back to the queue, which B's work off
   record   .env names B, .ops/history gains it, old images and releases are pruned
 A failure before `retire` removes B's containers and leaves A active: A serves throughout.
 On a VM where nothing runs yet, `images` is followed by one `up` of the whole stack.
@@ -59,6 +61,10 @@ class Deployment:
         self.current: Release | None = None
         self.running: list[Container] = []
         self.started: list[Container] = []
+        # The worker's containers (compose.worker.yaml), when the compose files define it.
+        self.with_worker = False
+        self.workers_running: list[Container] = []
+        self.workers_started: list[Container] = []
         self.switched = False
         self.nginx_replaced = False
 
@@ -79,6 +85,16 @@ class Deployment:
             self.console.note(f"removing {len(strays)} web container(s) of an unfinished deploy")
             self.project.docker("rm", "--force", *[c.id for c in strays])
         self.running = [c for c in web if c.version == app]
+        self.with_worker = self.project.has_service("worker")
+        if self.with_worker:
+            workers = [c for c in self.project.containers("worker") if c.state == "running"]
+            strays = [c for c in workers if c.version != app]
+            if strays:
+                # Stopped, not killed: a task they hold goes back to the queue.
+                self.console.note(f"stopping {len(strays)} worker(s) of an unfinished deploy")
+                self.project.docker("stop", *[c.id for c in strays])
+                self.project.docker("rm", "--force", *[c.id for c in strays])
+            self.workers_running = [c for c in workers if c.version == app]
         if not self.running:
             self.console.note(f"nothing runs yet: {self.target.app} brings the stack up")
             return
@@ -134,6 +150,10 @@ class Deployment:
             ) from None
 
     def start(self) -> None:
+        if self.with_worker:
+            # The broker's password, which a stack whose first release predates the worker has
+            # not got yet; B's web reads it too. init-secrets keeps the secrets it finds.
+            self.console.note(self.run_release("init-secrets", release=self.target))
         count = len(self.running)
         self.project.compose(
             "up", "--detach", "--no-deps", "--no-recreate", "--no-build", "--pull", "never",
@@ -142,25 +162,52 @@ class Deployment:
         )  # fmt: skip
         self.started = self.containers_of(self.target.app)
         self.console.note(f"{len(self.started)} web container(s) of {self.target.app} started")
+        if self.with_worker:
+            self.start_workers()
+
+    def start_workers(self) -> None:
+        """B's workers beside A's: both take tasks from the queue until A's retire. The broker
+        is started first when the worker is new to this stack (its override just added)."""
+        self.project.compose(
+            "up", "--detach", "--wait", "--no-deps", "--no-recreate", "--no-build",
+            "--pull", "never", "redis", env=self.target.env, what="starting the broker",
+            timeout=READY_TIMEOUT_S,
+        )  # fmt: skip
+        count = max(1, len(self.workers_running))
+        self.project.compose(
+            "up", "--detach", "--no-deps", "--no-recreate", "--no-build", "--pull", "never",
+            "--scale", f"worker={len(self.workers_running) + count}", "worker",
+            env=self.target.env, what="starting the new workers",
+        )  # fmt: skip
+        self.workers_started = self.containers_of(self.target.app, "worker")
+        self.console.note(f"{len(self.workers_started)} worker(s) of {self.target.app} started")
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
-        waiting = list(self.started)
+        waiting = list(self.started) + list(self.workers_started)
         while waiting:
-            current = {c.id: c for c in self.containers_of(self.target.app)}
+            current = {
+                c.id: c
+                for service in {c.service for c in waiting}
+                for c in self.containers_of(self.target.app, service)
+            }
             for container in list(waiting):
                 state = current.get(container.id)
                 if state is None or state.state in ("exited", "dead", "restarting"):
                     raise self.not_ready(container, "stopped while starting")
                 if state.health == "unhealthy":
                     raise self.not_ready(container, "is unhealthy")
-                if state.health == "healthy" and self.answers_ready(container):
+                # A worker is ready when healthy: its consumer is connected to the broker.
+                if state.health == "healthy" and (
+                    container.service == "worker" or self.answers_ready(container)
+                ):
                     waiting.remove(container)
             if waiting and time.monotonic() > deadline:
                 raise self.not_ready(waiting[0], f"was not ready within {READY_TIMEOUT_S} s")
             if waiting:
                 time.sleep(POLL_S)
-        self.console.note(f"{len(self.started)} container(s) healthy and ready")
+        started = len(self.started) + len(self.workers_started)
+        self.console.note(f"{started} container(s) healthy and ready")
 
     def switch(self) -> None:
         self.run_release("publish", *PUBLISH, "--activate", release=self.target)
@@ -190,6 +237,13 @@ class Deployment:
         self.project.docker("stop", *ids, what="stopping the previous web containers")
         self.project.docker("rm", *ids, what="removing the previous web containers")
         self.console.note(f"{len(ids)} web container(s) of {self.current_app} stopped and removed")
+        if self.workers_running:
+            # A worker's stop: running tasks get the soft shutdown's time to finish, the rest
+            # go back to the queue (compose.worker.yaml); B's workers take them.
+            workers = [c.id for c in self.workers_running]
+            self.project.docker("stop", *workers, what="stopping the previous workers")
+            self.project.docker("rm", *workers, what="removing the previous workers")
+            self.console.note(f"{len(workers)} worker(s) of {self.current_app} stopped and removed")
 
     def record(self) -> None:
         self.project.set_settings(self.target.env)
@@ -222,6 +276,11 @@ class Deployment:
         leftovers = self.containers_of(self.target.app)
         if leftovers:
             self.project.docker("rm", "--force", *[c.id for c in leftovers], check=False)
+        workers = self.containers_of(self.target.app, "worker") if self.with_worker else []
+        if workers:
+            # Stopped first: a task one of them holds goes back to the queue for A's workers.
+            self.project.docker("stop", *[c.id for c in workers], check=False)
+            self.project.docker("rm", "--force", *[c.id for c in workers], check=False)
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -234,20 +293,21 @@ class Deployment:
         (the scripts' result; log lines come before it)."""
         result = self.project.compose(
             "run", "--rm", "--no-deps", "-T", service, *command,
-            env=release.env, what=f"{release.app}: {' '.join(command[1:2]) or command[0]}",
+            env=release.env, what=f"{release.app}: {' '.join(command[1:2]) or service}",
         )  # fmt: skip
         return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 
-    def containers_of(self, app: str) -> list[Container]:
-        return [c for c in self.project.containers("web") if c.version == app]
+    def containers_of(self, app: str, service: str = "web") -> list[Container]:
+        return [c for c in self.project.containers(service) if c.version == app]
 
     def answers_ready(self, container: Container) -> bool:
         probe = self.project.docker("exec", container.id, *READINESS, check=False, timeout=30)
         return probe.returncode == 0
 
     def not_ready(self, container: Container, why: str) -> OpsError:
+        kind = "web container" if container.service == "web" else container.service
         return OpsError(
-            f"{self.target.app}'s web container {container.name} {why}; {self.current_app} "
+            f"{self.target.app}'s {kind} {container.name} {why}; {self.current_app} "
             "still serves. Its last log lines:",
             self.project.logs(container),
         )

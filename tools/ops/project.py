@@ -203,6 +203,11 @@ class Project:
 
     # --- containers -------------------------------------------------------------------------
 
+    def has_service(self, service: str) -> bool:
+        """Whether the compose files in use (COMPOSE_FILE in .env) define `service`."""
+        names = self.compose("config", "--services", what="reading the compose files").stdout
+        return service in names.split()
+
     def containers(self, service: str) -> list[Container]:
         """The service's containers, running or not, oldest number first."""
         ids = self.compose("ps", "--all", "--quiet", service).stdout.split()

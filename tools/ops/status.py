@@ -9,12 +9,17 @@ from tools.ops.images import Images
 from tools.ops.project import Project
 
 SERVICES = ("db", "web", "nginx")
+# With compose.worker.yaml.
+WORKER_SERVICES = ("redis", "worker")
 
 
 def status(project: Project, console: Console) -> str:
     with console.step("containers"):
         unhealthy = []
-        for service in SERVICES:
+        services = list(SERVICES)
+        if project.has_service("worker"):
+            services += WORKER_SERVICES
+        for service in services:
             containers = [c for c in project.containers(service) if c.state != "exited"]
             if not containers:
                 console.note(f"{service}: no container")

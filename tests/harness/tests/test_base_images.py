@@ -170,3 +170,20 @@ def test_the_base_tests_run_directly_follows_the_dockerfile(tmp_path):
     (tmp_path / "Two").write_text("FROM python:3.14-slim-trixie\nFROM debian:trixie-slim\n")
     with pytest.raises(BaseImageError, match="expected one base image"):
         dockerfile_base(tmp_path, "Two")
+
+
+def test_images_of_services_an_override_file_adds(tmp_path):
+    """compose.<name>.yaml beside compose.yaml may add services (compose.worker.yaml's redis);
+    a variable it requires gets a placeholder, as ops would set one."""
+    repo = git_repo(
+        tmp_path,
+        {
+            "compose.yaml": "services:\n  db:\n    image: postgres:17-trixie\n",
+            "compose.extra.yaml": (
+                "services:\n  queue:\n    image: redis:8-trixie\n"
+                "    volumes: ['${NEEDED_DIR:?set it}:/x']\n"
+            ),
+            "tests/compose.yaml": "services:\n  other:\n    image: not-an-override:1\n",
+        },
+    )
+    assert project_base_images(repo) == ["postgres:17-trixie", "redis:8-trixie"]

@@ -34,12 +34,14 @@ def test_the_pinned_names_are_served_with_the_version_their_tag_promises():
     assert recipe_for("python:3.13-slim-trixie", RECIPES)[1] == "3.13"
     assert recipe_for("postgres:17-trixie", RECIPES)[1] == "17"
     assert recipe_for("nginx:1.30-trixie", RECIPES)[1] == "1.30"
+    assert recipe_for("redis:8-trixie", RECIPES)[1] == "8"
 
 
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("redis:7", "no stand-in recipe for 'redis'"),
+        ("valkey/valkey:8", "no stand-in recipe for 'valkey/valkey'"),
+        ("redis:8-alpine", "only serves tags matching"),
         ("python:3.13-alpine", "only serves tags matching"),
         ("postgres:17-bookworm", "only serves tags matching"),
         ("nginx:latest", "only serves tags matching"),
@@ -72,6 +74,8 @@ def test_version_is_read_from_each_recipes_command_output():
     output = "postgres (PostgreSQL) 17.11 (Debian 17.11-0+deb13u1)\n"
     assert RECIPES["postgres"].installed_version(output) == "17.11"
     assert RECIPES["nginx"].installed_version("nginx version: nginx/1.30.6\n") == "1.30.6"
+    output = "Redis server v=8.0.2 sha=00000000:1 malloc=jemalloc-5.3.0 bits=64 build=1\n"
+    assert RECIPES["redis"].installed_version(output) == "8.0.2"
 
 
 def test_digest_changes_with_any_recipe_file_and_with_the_rootfs(tmp_path: Path):
@@ -94,4 +98,5 @@ def test_fallback_names_only_for_repositories_the_project_does_not_reference(mon
         "nginx:1.30-trixie",
         "postgres:18-trixie",
         "python:3.13-slim-trixie",
+        "redis:8-trixie",
     ]
