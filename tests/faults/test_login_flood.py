@@ -26,6 +26,8 @@ VISITOR_PAUSE_S = 0.06
 # Other visitors' pages: their p95 during the flood at most twice the idle one (the issue's
 # rule), with 10 ms of slack for this shared machine's noise on a fast page.
 NOISE_S = 0.010
+# More than nginx's sign-in burst (NGINX_LOGIN_BURST, 5 by default).
+REFUSAL_TRIES = 20
 
 
 def p95(samples: list[float]) -> float:
@@ -104,10 +106,15 @@ def test_a_password_flood_from_one_client_slows_no_one_else(compose_project, fre
     assert len(hashed) <= failure_limit
     assert {line["upstream_status"] for line in reached_web} <= {"200", "429"}
     assert p95(flooded) <= max(2 * p95(idle), p95(idle) + NOISE_S)
-    page = requests.post(
-        stack.url("/admin/login/"), data={"username": "ops", "password": "wrong"},
-        headers={"Host": SITE_HOST, "X-Forwarded-Proto": "https",
-                 "X-Forwarded-For": ATTACKER_ADDRESS}, timeout=15,
-    )  # fmt: skip
+    # The page nginx answers with: the zone refills after the flood, so a few posts in a row
+    # (its burst) come first.
+    for _ in range(REFUSAL_TRIES):
+        page = requests.post(
+            stack.url("/admin/login/"), data={"username": "ops", "password": "wrong"},
+            headers={"Host": SITE_HOST, "X-Forwarded-Proto": "https",
+                     "X-Forwarded-For": ATTACKER_ADDRESS}, timeout=15,
+        )  # fmt: skip
+        if page.status_code == 429:
+            break
     assert page.status_code == 429
     assert "Too many requests" in page.text

@@ -78,6 +78,11 @@ def memory_reading(stack: Stack, v2_name: str, v1_name: str) -> int:
     return int(stack.exec("web", "sh", "-c", script).strip())
 
 
+def cats_listed(stack) -> int:
+    """The cats the JSON API lists (fewer than one page here)."""
+    return len(stack.get("/api/cats/?page_size=100").json()["results"])
+
+
 def test_photos_at_the_limits_checked_at_once_do_not_exhaust_memory(compose_project, free_port):
     stack = boot(compose_project, free_port())
     stack.create_superuser()
@@ -127,7 +132,7 @@ def test_photos_at_the_limits_checked_at_once_do_not_exhaust_memory(compose_proj
     assert web_after["State"]["OOMKilled"] is False
     assert web_after["RestartCount"] == web_before["RestartCount"]
     assert "SIGKILL" not in logs, [line for line in logs.splitlines() if "SIGKILL" in line]
-    assert stack.get("/api/cats/").json()["count"] == CLIENTS
+    assert cats_listed(stack) == CLIENTS
     sizing = python_in_web(
         stack,
         "from django.conf import settings; from app.cats import photos; "
@@ -183,7 +188,7 @@ def test_a_full_media_volume_answers_507_and_leaves_no_file(compose_project, fre
     assert "storage is full" in response.text
     assert '<form method="post"' in response.text
     assert media_files(stack) == files_before
-    assert stack.get("/api/cats/").json()["count"] == 1
+    assert cats_listed(stack) == 1
     stack.json_lines("web", lambda line: line["level"] == "ERROR" and "full" in line["message"])
 
     # The site still serves, photos included, and takes uploads again once there is room.
@@ -191,4 +196,4 @@ def test_a_full_media_volume_answers_507_and_leaves_no_file(compose_project, fre
     assert stack.get(photo_url).status_code == 200
     stack.exec("web", "rm", "/srv/media/filler")
     visitor.create_cat("After", photo=photo)
-    assert stack.get("/api/cats/").json()["count"] == 2
+    assert cats_listed(stack) == 2
