@@ -174,8 +174,8 @@ def test_an_nginx_configuration_change_is_a_reload_that_keeps_the_scale(ops_proj
     """Also: a second verb is refused while this deploy runs."""
     ops_project.compose("up", "--detach", "--no-recreate", "--scale", f"web={SCALE}", "web")
     ops_project.edit(
-        "nginx/templates/site.conf.template", "    location / {\n        limit_req",
-        "    location / {\n        add_header X-Release-Test e always;\n        limit_req",
+        "nginx/templates/site.conf.template", "    location / {\n        if (",
+        "    location / {\n        add_header X-Release-Test e always;\n        if (",
     )  # fmt: skip
     nginx_before = ops_project.container_ids("nginx")
     refusals = []
