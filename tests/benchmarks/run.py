@@ -515,14 +515,9 @@ def concurrency_plots(plt, rows: list[dict], images: Path, stamp: str) -> list[s
         figure, axes = plt.subplots(1, len(PATHS), figsize=(4.2 * len(PATHS), 3.8))
         for axis, name in zip(axes, PATHS, strict=True):
             for variant in STATIC_VARIANTS:
-                points = [
-                    (c, median_of(found, metric))
-                    for c in levels
-                    if (found := select(sweep, variant=variant, path=name, connections=c))
-                ]
-                if points:
-                    axis.plot(*zip(*points, strict=True), marker="o", label=variant,
-                              color=COLOURS[variant])  # fmt: skip
+                plot_medians(
+                    axis, sweep, variant, name, along="connections", values=levels, metric=metric
+                )
             if metric == "rps" and name in DYNAMIC:
                 floor = select(rows, section="in-process", path=name)
                 if floor:
@@ -546,6 +541,17 @@ def concurrency_plots(plt, rows: list[dict], images: Path, stamp: str) -> list[s
     return written
 
 
+def plot_medians(axis, rows: list[dict], variant: str, path: str, *, along: str, values, metric):
+    """One variant's line: the median of `metric` at each of `values` of `along`."""
+    points = [
+        (value, median_of(found, metric))
+        for value in values
+        if (found := select(rows, variant=variant, path=path, **{along: value}))
+    ]
+    if points:
+        axis.plot(*zip(*points, strict=True), marker="o", label=variant, color=COLOURS[variant])
+
+
 def size_plot(plt, rows: list[dict], images: Path, stamp: str) -> str:
     sized = [r for r in rows if r["section"] == "size" or (
         r["section"] == "concurrency" and r["connections"] == GOAL_CONCURRENCY
@@ -558,14 +564,7 @@ def size_plot(plt, rows: list[dict], images: Path, stamp: str) -> str:
         ):
             axis = axes[row_index][column]
             for variant in VARIANTS:
-                points = [
-                    (n, median_of(found, metric))
-                    for n in sizes
-                    if (found := select(sized, variant=variant, path=name, cats=n))
-                ]
-                if points:
-                    axis.plot(*zip(*points, strict=True), marker="o", label=variant,
-                              color=COLOURS[variant])  # fmt: skip
+                plot_medians(axis, sized, variant, name, along="cats", values=sizes, metric=metric)
             axis.set_xscale("log")
             if metric == "p99":
                 axis.set_yscale("log")

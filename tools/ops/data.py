@@ -78,13 +78,16 @@ class Data:
     def db_exec(self, *command: str) -> list[str]:
         return ["docker", "compose", "exec", "-T", "db", *command]
 
-    def psql(self, sql: str, database: str = "postgres", *, what: str = "psql") -> str:
-        """Run `sql` (one transaction) as the stack's role; psql's unaligned output."""
+    def psql(
+        self, sql: str, database: str = "postgres", *, what: str = "psql", transaction: bool = True
+    ) -> str:
+        """Run `sql` as the stack's role, in one transaction unless told not to (DROP and
+        CREATE DATABASE cannot run in one); psql's unaligned output."""
         role, _ = self.identity()
         result = self.project.run(
             self.db_exec(
                 "psql", "--no-psqlrc", "--quiet", "--tuples-only", "--no-align",
-                "--set=ON_ERROR_STOP=1", "--single-transaction",
+                "--set=ON_ERROR_STOP=1", *(["--single-transaction"] if transaction else []),
                 f"--username={role}", f"--dbname={database}", f"--command={sql}",
             ),
             what=what,
@@ -145,26 +148,16 @@ class Data:
         return found == "1"
 
     def drop_database(self, name: str) -> None:
-        # Not in a transaction (DROP DATABASE cannot run in one): no --single-transaction.
-        role, _ = self.identity()
-        self.project.run(
-            self.db_exec(
-                "psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1",
-                f"--username={role}", "--dbname=postgres",
-                f"--command=DROP DATABASE IF EXISTS {quote(name)} WITH (FORCE)",
-            ),
-            what=f"dropping database {name}",
+        self.psql(
+            f"DROP DATABASE IF EXISTS {quote(name)} WITH (FORCE)",
+            what=f"dropping database {name}", transaction=False,
         )  # fmt: skip
 
     def create_database(self, name: str) -> None:
         role, _ = self.identity()
-        self.project.run(
-            self.db_exec(
-                "psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1",
-                f"--username={role}", "--dbname=postgres",
-                f"--command=CREATE DATABASE {quote(name)} OWNER {quote(role)} TEMPLATE template0",
-            ),
-            what=f"creating database {name}",
+        self.psql(
+            f"CREATE DATABASE {quote(name)} OWNER {quote(role)} TEMPLATE template0",
+            what=f"creating database {name}", transaction=False,
         )  # fmt: skip
 
     def restore_into(self, name: str, source: Iterable[bytes]) -> None:
