@@ -5,10 +5,17 @@ release must still find its CSS during and after the switch); a signed-in writer
 through the form, and each cat whose POST was acknowledged (302) is remembered for checking
 afterwards; one slow upload can be sent across the switch. A request fails on any answer other
 than the expected one, on a connection error and on a timeout.
+
+One case is resent, once, as browsers resend it: a kept-alive connection the server closed
+before answering (nginx closes its idle connections when a reload retires its workers, and a
+request sent at that instant meets the close; RFC 9112, 9.3.1). nginx never read it, so the
+resend cannot double a write. Each resend is counted in `resent`; a refused connection, a
+reset after an answer began and a timeout are failures as before.
 """
 
 from __future__ import annotations
 
+import http.client
 import re
 import socket
 import threading
@@ -29,6 +36,19 @@ REQUEST_TIMEOUT_S = 15
 STATIC_LINK = re.compile(r'(?:href|src)="(/static/[^"]+)"')
 
 
+def closed_unanswered(error: BaseException) -> bool:
+    """Whether a request failed because its kept-alive connection was closed before any answer
+    (requests wraps urllib3's ProtocolError, which holds http.client's error)."""
+    seen: list[BaseException] = [error]
+    while seen:
+        current = seen.pop()
+        if isinstance(current, (http.client.RemoteDisconnected, ConnectionResetError)):
+            return True
+        seen += [arg for arg in current.args if isinstance(arg, BaseException)]
+        seen += [e for e in (current.__cause__, current.__context__) if e is not None]
+    return False
+
+
 @dataclass
 class Site:
     """Where the traffic goes: nginx's published port on loopback."""
@@ -46,6 +66,7 @@ class Traffic:
     failures: list[str] = field(default_factory=list)
     acknowledged: list[str] = field(default_factory=list)
     static_seen: set[str] = field(default_factory=set)
+    resent: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -63,17 +84,33 @@ class Traffic:
     def running(self, stop: threading.Event) -> bool:
         return not stop.is_set() and time.monotonic() - self.started < LOOP_BOUND_S
 
-    def get(self, session: requests.Session, path: str) -> requests.Response | None:
+    def send(self, what: str, request) -> requests.Response | None:
+        """`request()`'s answer, resent once over a closed kept-alive connection; None (a
+        failure counted) on any other connection error or timeout."""
         try:
-            response = session.get(
+            try:
+                return request()
+            except requests.ConnectionError as error:
+                if not closed_unanswered(error):
+                    raise
+            with self.lock:
+                self.resent += 1
+            return request()
+        except requests.RequestException as error:
+            self.count(False, f"{what}: {type(error).__name__} {error}")
+            return None
+
+    def get(self, session: requests.Session, path: str) -> requests.Response | None:
+        response = self.send(
+            f"GET {path}",
+            lambda: session.get(
                 self.site.url(path),
                 headers={"Host": SITE_HOST, "X-Forwarded-Proto": "https"},
                 timeout=REQUEST_TIMEOUT_S,
-            )
-        except requests.RequestException as error:
-            self.count(False, f"GET {path}: {type(error).__name__}")
-            return None
-        self.count(response.status_code == 200, f"GET {path}: {response.status_code}")
+            ),
+        )
+        if response is not None:
+            self.count(response.status_code == 200, f"GET {path}: {response.status_code}")
         return response
 
     def visit(self, stop: threading.Event) -> None:
@@ -90,12 +127,13 @@ class Traffic:
     def write(self, stop: threading.Event) -> None:
         while self.running(stop):
             name = f"load-{uuid.uuid4().hex[:10]}"
-            try:
-                response = self.writer.post_form(
+            response = self.send(
+                "POST /cats/new/",
+                lambda name=name: self.writer.post_form(
                     "/cats/new/", {"name": name, "breed": "Tabby", "age": "2"}
-                )
-            except requests.RequestException as error:
-                self.count(False, f"POST /cats/new/: {type(error).__name__}")
+                ),
+            )
+            if response is None:
                 continue
             ok = response.status_code == 302
             self.count(ok, f"POST /cats/new/: {response.status_code}")
