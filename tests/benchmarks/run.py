@@ -443,48 +443,56 @@ def tables(rows: list[dict]) -> list[str]:
     lines += [
         f"{SWEEP_SIZE:,} cats; req/s and p99 (ms), medians of the rounds.",
         "",
-        "| path | clients | " + " | ".join(f"{v} req/s | {v} p99" for v in STATIC_VARIANTS) + " |",
-        "|---|---:|" + "---:|---:|" * len(STATIC_VARIANTS),
+        *rate_header("clients", STATIC_VARIANTS),
     ]
     levels = sorted({r["connections"] for r in select(rows, section="concurrency")})
     for name in PATHS:
         for c in levels:
-            cells = []
-            for variant in STATIC_VARIANTS:
-                found = select(
-                    rows, section="concurrency", connections=c, variant=variant, path=name
-                )
-                cells += (
-                    [f"{median_of(found, 'rps'):.0f}", f"{median_of(found, 'p99'):.1f}"]
-                    if found
-                    else ["", ""]
-                )
-            lines.append(f"| {name} | {c} | " + " | ".join(cells) + " |")
+            cells = rate_cells(
+                select(rows, section="concurrency", connections=c, variant=variant, path=name)
+                for variant in STATIC_VARIANTS
+            )
+            lines.append(f"| {name} | {c} | {cells} |")
     lines += ["", "### Against table size", ""]
     lines += [
         f"c={GOAL_CONCURRENCY}; req/s and p99 (ms), medians of the rounds.",
         "",
-        "| path | cats | " + " | ".join(f"{v} req/s | {v} p99" for v in VARIANTS) + " |",
-        "|---|---:|" + "---:|---:|" * len(VARIANTS),
+        *rate_header("cats", VARIANTS),
     ]
     for name in SIZE_PATHS:
         for size in sorted(
             {r["cats"] for r in select(rows, path=name, connections=GOAL_CONCURRENCY)}
         ):
-            cells = []
-            for variant in VARIANTS:
-                found = [
+            cells = rate_cells(
+                [
                     r
                     for r in select(rows, variant=variant, path=name, cats=size)
                     if r.get("connections") == GOAL_CONCURRENCY and r["section"] != "in-process"
                 ]
-                cells += (
-                    [f"{median_of(found, 'rps'):.0f}", f"{median_of(found, 'p99'):.1f}"]
-                    if found
-                    else ["", ""]
-                )
-            lines.append(f"| {name} | {size:,} | " + " | ".join(cells) + " |")
+                for variant in VARIANTS
+            )
+            lines.append(f"| {name} | {size:,} | {cells} |")
     return lines
+
+
+def rate_header(along: str, variants) -> list[str]:
+    """A table's two header lines: the path, `along`, then req/s and p99 of each variant."""
+    return [
+        f"| path | {along} | " + " | ".join(f"{v} req/s | {v} p99" for v in variants) + " |",
+        "|---|---:|" + "---:|---:|" * len(variants),
+    ]
+
+
+def rate_cells(groups) -> str:
+    """The req/s and p99 cells of each group of rows, medians; blank where a group is empty."""
+    cells = []
+    for found in groups:
+        cells += (
+            [f"{median_of(found, 'rps'):.0f}", f"{median_of(found, 'p99'):.1f}"]
+            if found
+            else ["", ""]
+        )
+    return " | ".join(cells)
 
 
 COLOURS = {"gunicorn": "tab:blue", "stack": "tab:green", "tutorial": "tab:orange",
