@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from tests.harness import REPO
+from tests.harness.balancer import Balancer, balancer
 from tests.harness.containers import slug
 from tests.harness.docker import clean_env, docker
 from tests.harness.ports import free_port
 from tests.ops.traffic import Site
-from tests.stack.support import SUPERUSER, record
+from tests.stack.support import SUPERUSER
 
 OPS_TIMEOUT_S = 600
 # Not the product's: the test runner's own files, which an operator's copy does not have.
@@ -135,12 +136,20 @@ def ops_project(
     try:
         yield project
     finally:
-        record(f"ops durations ({module})", project.durations)
         project.compose("down", "--volumes", "--remove-orphans", "--timeout", "10", check=False)
         for repository in images:
             tags = docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository)
             for image in tags.stdout.split():
                 docker("image", "rm", "--force", image, check=False)
+
+
+@pytest.fixture(scope="module")
+def front(ops_project: OpsProject, run_id: str) -> Iterator[Balancer]:
+    """The module's load balancer in front of the project's VM port (tests/harness/balancer.py);
+    it starts before the stack may exist, and `wait_up(1)` says when it sends traffic."""
+    with balancer(run_id, f"{ops_project.name}-balancer", [("127.0.0.1", ops_project.port)],
+                  healthy=0) as running:  # fmt: skip
+        yield running
 
 
 @pytest.hookimpl(wrapper=True)

@@ -1,16 +1,18 @@
 """A bounded, mixed load on the stack while an ops verb runs, counting every failure.
 
 Visitors load the home page and every static file it references (so a page rendered by one
-release must still find its CSS during and after the switch); a signed-in writer adds cats
-through the form, and each cat whose POST was acknowledged (302) is remembered for checking
-afterwards; one slow upload can be sent across the switch. A request fails on any answer other
-than the expected one, on a connection error and on a timeout.
+release must still find its CSS during and after the switch), each over its own kept-alive
+connection, as a browser tab does, spread over the sites given (a balancer in front of the VM,
+and nginx's port itself: both ways a visitor can come); a signed-in writer, through the first,
+adds cats through the form, each on a new connection, and each cat whose POST was acknowledged
+(302) is remembered, in order, for checking afterwards: every one there, and exactly once. One
+slow upload can be sent across the switch. A request fails on any answer other than the
+expected one, on a connection error and on a timeout.
 
-One case is resent, once, as browsers resend it: a kept-alive connection the server closed
-before answering (nginx closes its idle connections when a reload retires its workers, and a
-request sent at that instant meets the close; RFC 9112, 9.3.1). nginx never read it, so the
-resend cannot double a write. Each resend is counted in `resent`; a refused connection, a
-reset after an answer began and a timeout are failures as before.
+The visitors' connections resend what a browser resends and nothing more
+(tests/harness/browser_connection.py): a GET on a reused connection that was closed before any
+byte of an answer, once. Each resend is counted in `resent`, which the tests bound and record
+beside `failures`. A write is never resent.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
 
+from tests.harness.browser_connection import BrowserConnection
 from tests.harness.load import Threads
 from tests.stack.support import SITE_HOST, Client, png_bytes
 
@@ -34,46 +38,43 @@ PAUSE_S = 0.05
 LOOP_BOUND_S = 240
 REQUEST_TIMEOUT_S = 15
 STATIC_LINK = re.compile(r'(?:href|src)="(/static/[^"]+)"')
-
-
-def closed_unanswered(error: BaseException) -> bool:
-    """Whether a request failed because its kept-alive connection was closed before any answer
-    (requests wraps urllib3's ProtocolError, which holds http.client's error)."""
-    seen: list[BaseException] = [error]
-    while seen:
-        current = seen.pop()
-        if isinstance(current, (http.client.RemoteDisconnected, ConnectionResetError)):
-            return True
-        seen += [arg for arg in current.args if isinstance(arg, BaseException)]
-        seen += [e for e in (current.__cause__, current.__context__) if e is not None]
-    return False
+HEADERS = {"Host": SITE_HOST, "X-Forwarded-Proto": "https"}
 
 
 @dataclass
 class Site:
-    """Where the traffic goes: nginx's published port on loopback."""
+    """Where the traffic goes: nginx's published port on loopback, or a balancer's."""
 
     port: int
+    name: str = "nginx"
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
 
-@dataclass
 class Traffic:
-    site: Site
-    requests: int = 0
-    failures: list[str] = field(default_factory=list)
-    acknowledged: list[str] = field(default_factory=list)
-    static_seen: set[str] = field(default_factory=set)
-    resent: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __post_init__(self) -> None:
-        self.writer = Client(self.site)
+    def __init__(self, *sites: Site) -> None:
+        self.sites = sites
+        self.requests = 0
+        self.failures: list[str] = []
+        self.acknowledged: list[str] = []
+        self.static_seen: set[str] = set()
+        self.connections: list[tuple[Site, BrowserConnection]] = []
+        self.lock = threading.Lock()
+        self.writer = Client(sites[0])
         self.writer.log_in()
         self.threads = Threads(*[self.visit] * VISITORS, self.write)
         self.started = time.monotonic()
+
+    def failed_through(self, site: Site) -> list[str]:
+        return [failure for failure in self.failures if f" {site.name}: " in failure]
+
+    @property
+    def resent(self) -> int:
+        return sum(connection.resent for _, connection in self.connections)
+
+    def resent_through(self, site: Site) -> int:
+        return sum(connection.resent for by, connection in self.connections if by == site)
 
     def count(self, ok: bool, what: str) -> None:
         with self.lock:
@@ -84,63 +85,55 @@ class Traffic:
     def running(self, stop: threading.Event) -> bool:
         return not stop.is_set() and time.monotonic() - self.started < LOOP_BOUND_S
 
-    def send(self, what: str, request) -> requests.Response | None:
-        """`request()`'s answer, resent once over a closed kept-alive connection; None (a
-        failure counted) on any other connection error or timeout."""
+    def get(self, site: Site, connection: BrowserConnection, path: str) -> str | None:
+        """The page's text when it answered 200; None (a failure counted) otherwise."""
         try:
-            try:
-                return request()
-            except requests.ConnectionError as error:
-                if not closed_unanswered(error):
-                    raise
-            with self.lock:
-                self.resent += 1
-            return request()
-        except requests.RequestException as error:
-            self.count(False, f"{what}: {type(error).__name__} {error}")
+            answer = connection.request("GET", path, HEADERS)
+        except (OSError, http.client.HTTPException) as error:  # resets, timeouts included
+            self.count(False, f"{site.name}: GET {path}: {type(error).__name__} {error}")
             return None
-
-    def get(self, session: requests.Session, path: str) -> requests.Response | None:
-        response = self.send(
-            f"GET {path}",
-            lambda: session.get(
-                self.site.url(path),
-                headers={"Host": SITE_HOST, "X-Forwarded-Proto": "https"},
-                timeout=REQUEST_TIMEOUT_S,
-            ),
-        )
-        if response is not None:
-            self.count(response.status_code == 200, f"GET {path}: {response.status_code}")
-        return response
+        self.count(answer.status == 200, f"{site.name}: GET {path}: {answer.status}")
+        return answer.text if answer.status == 200 else None
 
     def visit(self, stop: threading.Event) -> None:
-        session = requests.Session()
-        while self.running(stop):
-            page = self.get(session, "/")
-            if page is not None and page.status_code == 200:
-                for path in STATIC_LINK.findall(page.text):
+        with self.lock:
+            site = self.sites[len(self.connections) % len(self.sites)]
+            connection = BrowserConnection("127.0.0.1", site.port, REQUEST_TIMEOUT_S)
+            self.connections.append((site, connection))
+        try:
+            while self.running(stop):
+                page = self.get(site, connection, "/")
+                for path in STATIC_LINK.findall(page or ""):
                     with self.lock:
                         self.static_seen.add(path)
-                    self.get(session, path)
-            time.sleep(PAUSE_S)
+                    self.get(site, connection, path)
+                time.sleep(PAUSE_S)
+        finally:
+            connection.close()
 
     def write(self, stop: threading.Event) -> None:
         while self.running(stop):
             name = f"load-{uuid.uuid4().hex[:10]}"
-            response = self.send(
-                "POST /cats/new/",
-                lambda name=name: self.writer.post_form(
+            try:
+                response = self.writer.post_form(
                     "/cats/new/", {"name": name, "breed": "Tabby", "age": "2"}
-                ),
-            )
-            if response is None:
+                )
+            except requests.RequestException as error:
+                self.count(False, f"{self.sites[0].name}: POST /cats/new/: "
+                                  f"{type(error).__name__} {error}")  # fmt: skip
                 continue
             ok = response.status_code == 302
-            self.count(ok, f"POST /cats/new/: {response.status_code}")
+            self.count(ok, f"{self.sites[0].name}: POST /cats/new/: {response.status_code}")
             if ok:
                 with self.lock:
                     self.acknowledged.append(name)
             time.sleep(PAUSE_S * 4)
+
+    def summary(self) -> dict[str, int]:
+        """What a test records beside its own numbers: requests, failed, and the resends
+        through each site."""
+        resent = {f"resent ({site.name})": self.resent_through(site) for site in self.sites}
+        return {"requests": self.requests, "failed": len(self.failures), **resent}
 
     def __enter__(self) -> Traffic:
         self.threads.__enter__()
@@ -207,18 +200,24 @@ class SlowUpload(threading.Thread):
             self.status = type(error).__name__
 
 
-def cat_names(site: Site) -> set[str]:
-    """Every cat's name, through the JSON API."""
-    names, path = set(), "/api/cats/?page_size=100"
+def cat_names(site: Site) -> list[str]:
+    """Every cat's name, once per row, through the JSON API."""
+    names, path = [], "/api/cats/?page_size=100"
     while True:
-        response = requests.get(
-            site.url(path),
-            headers={"Host": SITE_HOST, "X-Forwarded-Proto": "https"},
-            timeout=REQUEST_TIMEOUT_S,
-        )
+        response = requests.get(site.url(path), headers=HEADERS, timeout=REQUEST_TIMEOUT_S)
         response.raise_for_status()
         data = response.json()
-        names |= {cat["name"] for cat in data["results"]}
+        names += [cat["name"] for cat in data["results"]]
         if not data["next"]:
             return names
         path = urlsplit(data["next"])._replace(scheme="", netloc="").geturl()
+
+
+def written_once(site: Site, acknowledged: list[str]) -> dict[str, int]:
+    """Each acknowledged cat that is not in the database exactly once, with its row count
+    (missing: 0; written twice: 2). Empty when every acknowledged write landed once."""
+    rows = Counter(cat_names(site))
+    wrong = {name: rows[name] for name in acknowledged if rows[name] != 1}
+    repeated = [name for name, times in Counter(acknowledged).items() if times > 1]
+    assert not repeated, f"names acknowledged twice (the load's own bug): {repeated}"
+    return wrong

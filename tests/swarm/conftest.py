@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import REPO
+from tests.harness.balancer import Balancer, balancer
 from tests.harness.containers import slug
 from tests.harness.docker import RUN_LABEL, build_image, docker, image_config
 from tests.harness.polling import wait_until
@@ -182,6 +183,13 @@ def swarm_stack(request: pytest.FixtureRequest, swarm: str, images: Images, run_
         raise AssertionError(f"{error}\n--- logs ---\n{stack.logs()}") from None
     finally:
         remove_stack(stack)
+
+
+@pytest.fixture(scope="module")
+def front(swarm_stack: SwarmStack, run_id: str) -> Iterator[Balancer]:
+    """A load balancer in front of the swarm's published port (tests/harness/balancer.py)."""
+    with balancer(run_id, f"{swarm_stack.name}-balancer", [("127.0.0.1", swarm_stack.port)]) as b:
+        yield b
 
 
 @pytest.hookimpl(wrapper=True)
