@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from tests.harness.measurements import record
 from tests.harness.photos import ISSUE_PNG_SIDE, MAKERS, largest_square
 from tests.stack.support import (
     Client,
@@ -17,7 +18,6 @@ from tests.stack.support import (
     noise_png,
     png_bytes,
     python_in_web,
-    record,
 )
 
 # Every request thread web has on the 2-core test machine (4 workers x 4 threads, the

@@ -1,7 +1,8 @@
 """The worker's faults (compose.worker.yaml), on one stack of its own: each scene leaves the
 stack healthy for the next, in order. A pool process killed in the middle of a thumbnail: the
 task runs again and completes. Redis stopped and started: web keeps serving and makes
-thumbnails itself meanwhile, and nothing queued is lost. Poisoned messages: refused and logged,
+thumbnails itself meanwhile, and nothing queued is lost. A task whose process dies at every
+delivery: parked after the third, not run forever. Poisoned messages: refused and logged,
 never retried forever, and the worker goes on working."""
 
 import subprocess
@@ -11,10 +12,11 @@ from collections.abc import Iterator
 import pytest
 
 from tests.harness.docker import clean_env
+from tests.harness.measurements import record
 from tests.harness.photos import ISSUE_PNG_SIDE, MAKERS
 from tests.harness.polling import wait_until
 from tests.harness.ports import free_port
-from tests.stack.support import Stack, png_bytes, record, running_stack
+from tests.stack.support import Stack, png_bytes, python_in_web, running_stack
 from tests.stack.test_worker import thumbnail_url, upload, wait_for_thumbnails, worker_lines
 
 FILES = ("compose.yaml", "compose.worker.yaml")
@@ -32,16 +34,20 @@ for pid in pids:
         os.kill(pid, signal.SIGKILL)
         print(pid)
 """
-# Takes every photo slot the worker's container could have, for HOLD_S seconds: less than a
-# task waits for one (PHOTO_CHECK_WAIT_SECONDS, 5 s).
+# Takes every photo slot the worker's container could have, for the seconds given (argv[1]).
 HOLD_SLOTS = """
-import fcntl, os, time
+import fcntl, os, sys, time
 for i in range(16):
     descriptor = os.open(f"/dev/shm/catcollector-photo-check.{i}", os.O_RDONLY | os.O_CREAT)
     fcntl.flock(descriptor, fcntl.LOCK_EX)
 print("held", flush=True)
-time.sleep(4)
+time.sleep(float(sys.argv[1]))
 """
+# Less than a task waits for a slot (PHOTO_CHECK_WAIT_SECONDS, 5 s): it is still waiting when
+# the pool is killed, and gets one when it runs again.
+HOLD_ONCE_S = 4
+# Long enough for every delivery of the parking test (each is killed within about a second).
+HOLD_WHILE_PARKING_S = 30
 REDIS_CLI = 'REDISCLI_AUTH="$(cat /run/secrets/catcollector/redis_password)" redis-cli'
 
 
@@ -71,12 +77,8 @@ def test_a_pool_process_killed_mid_task_runs_it_again(stack):
     client = stack.signed_in_client()
     # Its thumbnail needs a slot: a decode of 40 megapixels.
     photo = MAKERS["png"](ISSUE_PNG_SIDE)
-    holding = subprocess.Popen(
-        [*stack.project.base_command(), "exec", "-T", "worker", "python", "-c", HOLD_SLOTS],
-        cwd=stack.project.cwd, env=clean_env(), stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    holding = hold_slots(stack, HOLD_ONCE_S)
     try:
-        assert holding.stdout.readline().strip() == "held"
         received_before = len(worker_lines_containing(stack, "received"))
         cat_id, _, _ = upload(client, "Killed midway", photo)
         [received] = wait_until(
@@ -102,6 +104,62 @@ def test_a_pool_process_killed_mid_task_runs_it_again(stack):
 
 def worker_lines_containing(stack: Stack, text: str) -> list[dict]:
     return [line for line in stack.json_logs("worker") if text in line["message"]]
+
+
+def hold_slots(stack: Stack, seconds: float) -> subprocess.Popen:
+    """Every photo slot of the worker's container taken for `seconds`, from a process in it."""
+    holding = subprocess.Popen(
+        [*stack.project.base_command(), "exec", "-T", "worker", "python", "-c", HOLD_SLOTS,
+         str(seconds)],
+        cwd=stack.project.cwd, env=clean_env(), stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holding.stdout.readline().strip() == "held"
+    return holding
+
+
+def test_a_task_whose_process_keeps_dying_is_parked(stack):
+    """The parking rule against the real broker: the task's pool process is killed at each of
+    its first MAX_DELIVERIES deliveries (as an OOM kill would, mid-task); Redis delivers it
+    again each time, and the next delivery parks it with one ERROR line instead of running it.
+    The cat keeps no thumbnail (the record of what is parked), and the worker goes on."""
+    limit = int(python_in_web(stack, "from app.cats.tasks import MAX_DELIVERIES; "
+                                     "print(MAX_DELIVERIES)"))  # fmt: skip
+    client = stack.signed_in_client()
+    photo = MAKERS["png"](ISSUE_PNG_SIDE)
+    holding = hold_slots(stack, HOLD_WHILE_PARKING_S)
+    try:
+        received_before = len(worker_lines_containing(stack, "received"))
+        cat_id, _, _ = upload(client, "Dies every time", photo)
+        [first] = wait_until(
+            lambda: worker_lines_containing(stack, "received")[received_before:],
+            BOUND_S, interval=0.1, what="the worker received the task",
+        )  # fmt: skip
+        task = first["message"].split("[", 1)[1].split("]", 1)[0]
+        for delivery in range(1, limit + 1):
+            wait_until(
+                lambda d=delivery: len(worker_lines_containing(stack, f"[{task}] received")) >= d,
+                BOUND_S, interval=0.1, what=f"delivery {delivery} of the task",
+            )  # fmt: skip
+            assert stack.exec("worker", "python", "-c", KILL_POOL).split()
+        [parked] = wait_until(
+            lambda: [line for line in worker_lines_containing(stack, "parked: delivered")
+                     if str(cat_id) in line.get("task_args", "")],
+            BOUND_S, interval=0.1, what="the task parked",
+        )  # fmt: skip
+    finally:
+        holding.kill()
+        holding.wait(timeout=BOUND_S)
+    assert parked["level"] == "ERROR"
+    assert f"delivered {limit} times without finishing" in parked["message"]
+    assert len(worker_lines_containing(stack, f"[{task}] received")) == limit + 1
+    assert thumbnail_url(stack, cat_id) is None
+    made = [line for line in worker_lines(stack, "thumbnail made") if line["cat_id"] == cat_id]
+    assert made == []
+    # Parked, not lost in a loop: the queue is empty and a new upload gets its thumbnail.
+    wait_until(lambda: redis(stack, "llen", "celery") == "0", BOUND_S, what="the queue empty")
+    later, _, _ = upload(client, "after the parking", png_bytes((640, 480)))
+    wait_for_thumbnails(stack, [later], BOUND_S)
+    assert stack.inspect("worker")["RestartCount"] == 0
 
 
 def test_redis_stopped_and_started_loses_nothing_queued(stack):

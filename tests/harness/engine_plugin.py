@@ -13,6 +13,9 @@ tests/run loads it with `-p tests.harness.engine_plugin` (and `-p no:django`). I
 - `build_image`: tests.harness.docker.build_image.
 - `run_id`: this run's id.
 
+A test's measurements (tests.harness.measurements.record) are kept when it passes, dropped when
+it fails.
+
 At the end of the session nothing carrying the run id may remain (containers, networks,
 volumes): anything found is listed, removed, and fails the session.
 
@@ -31,23 +34,18 @@ Example (a stack test; variables reach compose through env files, as ops set the
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
-from tests.harness import REPO, leftovers
+from tests.harness import REPO, ci, leftovers, measurements
 from tests.harness import docker as docker_helpers
 from tests.harness.compose import ComposeProject
 from tests.harness.containers import Containers, slug
 from tests.harness.ports import free_port as free_port_helper
 
 _RESOURCES = pytest.StashKey[list]()
-
-
-def ci() -> bool:
-    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
@@ -152,6 +150,11 @@ def _logs_of(resource: object) -> list[tuple[str, str]]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
     report = yield
+    # A measurement counts only from a test that passed (tests/harness/measurements.py).
+    if report.when == "call" and report.passed:
+        measurements.keep(item.nodeid)
+    elif report.failed or report.when == "teardown":
+        measurements.drop()
     if report.failed and report.when in ("setup", "call"):
         for resource in item.stash.get(_RESOURCES, []):
             for title, logs in _logs_of(resource):

@@ -29,9 +29,10 @@ import pytest
 import requests
 
 from tests.harness.docker import clean_env
+from tests.harness.measurements import record
 from tests.ops.releases import EXPAND_MIGRATION, EXPAND_NAME, NICKNAME_FIELD
 from tests.ops.traffic import Traffic
-from tests.stack.support import SITE_HOST, record
+from tests.stack.support import SITE_HOST
 from tools.ops import archive
 
 CATS = 10_000

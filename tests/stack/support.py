@@ -31,7 +31,6 @@ from tests.harness.compose import ComposeProject
 from tests.harness.docker import RUN_LABEL, docker
 from tests.harness.polling import wait_until
 
-ARTIFACTS = REPO / "tests" / "artifacts"
 SITE_HOST = "localhost"
 SUPERUSER = ("ops", "a-long-admin-password-1234")
 # A fresh stack (images cached, volumes empty) must be healthy within this (docs/operations.md,
@@ -65,13 +64,6 @@ def env_example_variables() -> dict[str, bool]:
             block = []
         previous_was_variable = bool(match)
     return variables
-
-
-def record(name: str, values: dict) -> None:
-    """Keep a measurement of this run in tests/artifacts (docs/operations.md quotes them)."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    with (ARTIFACTS / "stack-measurements.jsonl").open("a") as out:
-        out.write(json.dumps({"measurement": name, **values}) + "\n")
 
 
 def stack_env(port: int, **overrides: str) -> dict[str, str]:

@@ -12,8 +12,9 @@ import requests
 
 from tests.harness.docker import docker
 from tests.harness.load import Threads
+from tests.harness.measurements import record
 from tests.harness.polling import wait_until
-from tests.stack.support import SITE_HOST, Stack, boot, record
+from tests.stack.support import SITE_HOST, Stack, boot
 
 # The load comes from one address (this host) standing in for many visitors behind the load
 # balancer, so the per-client limits are lifted for these stacks.

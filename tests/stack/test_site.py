@@ -7,6 +7,7 @@ import json
 import re
 import uuid
 
+from tests.harness.measurements import record
 from tests.harness.polling import wait_until
 from tests.stack.support import (
     HASHED_STATIC,
@@ -17,7 +18,6 @@ from tests.stack.support import (
     noise_png,
     png_bytes,
     python_in_web,
-    record,
 )
 
 

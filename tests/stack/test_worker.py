@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from tests.stack.support import Stack, boot, png_bytes, record
+from tests.harness.measurements import record
+from tests.stack.support import Stack, boot, png_bytes
 
 STACK_FILES = ("compose.yaml", "compose.worker.yaml")
 # A thumbnail takes well under a second; the bound leaves room for a busy 2-core machine.

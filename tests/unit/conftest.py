@@ -115,3 +115,31 @@ def member(client, django_user_model):
 def media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
+
+
+_CELERY_BEFORE = pytest.StashKey[dict]()
+
+
+def _celery_configuration() -> dict:
+    from config.celery import app  # noqa: PLC0415 (Django is set up in pytest_configure)
+
+    # Celery's own settings, lowercase; the uppercase ones are Django's, which pytest-django
+    # sets up and restores itself.
+    return {key: value for key, value in dict(app.conf).items() if not key.isupper()}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    item.stash[_CELERY_BEFORE] = _celery_configuration()
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """No test leaves the Celery app configured otherwise than it found it (checked once every
+    fixture, monkeypatch's undo included, has run)."""
+    result = yield
+    before = item.stash[_CELERY_BEFORE]
+    changed = sorted(k for k, v in _celery_configuration().items() if before.get(k) != v)
+    assert not changed, f"{item.nodeid} left the Celery app's configuration changed: {changed}"
+    return result

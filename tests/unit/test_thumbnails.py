@@ -89,12 +89,21 @@ def test_with_a_worker_the_request_queues_it_with_its_request_id(
     assert stored_files(media_root) == [cat.photo.name]
 
 
+@pytest.fixture
+def broker_that_refuses(monkeypatch):
+    """The Celery app pointed at a port where nothing listens (refused at once, as a stopped
+    Redis is); its setting and its connection pool are put back afterwards."""
+    app = tasks.make_thumbnail.app
+    monkeypatch.setattr(app.conf, "broker_url", "redis://:pw@127.0.0.1:1/0")
+    yield
+    app.close()
+
+
+@pytest.mark.usefixtures("broker_that_refuses")
 def test_a_broker_that_does_not_answer_means_the_request_makes_it(
     member, media_root, settings, caplog, django_capture_on_commit_callbacks
 ):
     settings.THUMBNAILS_QUEUED = True
-    # Nothing listens on port 1 of this host: refused at once, as a stopped Redis is.
-    tasks.make_thumbnail.app.conf.broker_url = "redis://:pw@127.0.0.1:1/0"
     with django_capture_on_commit_callbacks(execute=True):
         response = add_cat(member, photo=upload("cat.png", image_bytes()))
     assert response.status_code == 302
