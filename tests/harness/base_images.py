@@ -21,8 +21,9 @@ from tests.harness.tracked import tracked_dockerfiles, tracked_files
 COMPOSE_FILE = "compose.yaml"
 # Example values for every variable compose.yaml interpolates: enough for `config` to resolve.
 COMPOSE_ENV_EXAMPLE = ".env.example"
-# The stand-ins' own Dockerfiles start from a root filesystem the harness builds, not a pull.
-STANDIN_RECIPES = "tests/harness/standins/"
+# Dockerfiles whose base the harness passes in rather than pulls: the stand-ins' (a root
+# filesystem it builds) and the test balancer's (the nginx image's base, already listed).
+HARNESS_BUILT = ("tests/harness/standins/", "tests/harness/balancer/")
 
 
 class BaseImageError(RuntimeError):
@@ -236,7 +237,7 @@ def project_base_images(repo: Path, config: dict | None = None) -> list[str]:
     dockerfiles = compose_dockerfiles(config, repo)
     built_by_compose = {d.path for d in dockerfiles}
     for relative in tracked_dockerfiles(repo):
-        if relative.startswith(STANDIN_RECIPES):
+        if relative.startswith(HARNESS_BUILT):
             continue
         path = (repo / relative).resolve()
         if not path.is_file():
