@@ -6,6 +6,10 @@ whole run:
 
     .venv/bin/python -m tests.benchmarks.run [--quick]
 
+`--report RESULTS` measures nothing and needs neither: it prints the goals and tables of a
+stored results file (docs/benchmarks/results.json, docs/benchmarks/before-33a170e.json), and
+the tail (p50, p99) at the goals' concurrency, which the generated section leaves out.
+
 It regenerates docs/benchmarks/*.png, docs/benchmarks/results.json and the generated section of
 docs/benchmarks.md (between the `benchmarks.run` markers): see that file for what is measured
 and how to read it. Nothing here is collected by pytest.
@@ -475,6 +479,34 @@ def tables(rows: list[dict]) -> list[str]:
     return lines
 
 
+def tail(rows: list[dict]) -> list[str]:
+    """p50 and p99 of each variant and dynamic path at GOAL_CONCURRENCY, medians of the rounds."""
+    lines = [
+        f"Medians at c={GOAL_CONCURRENCY}, {SWEEP_SIZE:,} cats; p99 / p50 is their ratio.",
+        "",
+        "| path | variant | p50 ms | p99 ms | p99 / p50 |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name in DYNAMIC:
+        for variant in VARIANTS:
+            found = select(
+                rows, section="concurrency", connections=GOAL_CONCURRENCY, variant=variant,
+                path=name,
+            )  # fmt: skip
+            if found:
+                p50, p99 = median_of(found, "p50"), median_of(found, "p99")
+                lines.append(f"| {name} | {variant} | {p50:.1f} | {p99:.1f} | {p99 / p50:.2f} |")
+    return lines
+
+
+def report(path: Path) -> None:
+    """A stored run's goals, tables and tail, printed: nothing is measured or written."""
+    result = json.loads(path.read_text())
+    print(f"{path}: measured {result['stamp']}, arguments {result['arguments']}\n")
+    print("\n".join([*goals(result["rows"]), "", *tables(result["rows"]), ""]))
+    print("\n".join(["### The tail", "", *tail(result["rows"])]))
+
+
 def rate_header(along: str, variants) -> list[str]:
     """A table's two header lines: the path, `along`, then req/s and p99 of each variant."""
     return [
@@ -696,7 +728,14 @@ def main() -> None:
         "--output", type=Path, default=REPO / "docs",
         help="where benchmarks.md and benchmarks/ are written (default docs/)",
     )  # fmt: skip
+    parser.add_argument(
+        "--report", type=Path, metavar="RESULTS",
+        help="measure nothing: print the goals, tables and tail of a stored results.json",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.report:
+        report(args.report)
+        return
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.duration = args.duration or (3 if args.quick else 6)
     args.concurrency = tuple(args.concurrency or (QUICK_CONCURRENCY if args.quick else CONCURRENCY))
