@@ -31,6 +31,18 @@ VISITOR_PAUSE_S = 0.06
 # Other visitors' pages: their p95 during the flood at most twice the idle one (the issue's
 # rule), with 10 ms of slack for this shared machine's noise on a fast page.
 NOISE_S = 0.010
+# The CPU time of one password check in web, the median of five (Django's configured hasher).
+HASH_CPU_PROGRAM = """
+import statistics, time
+from django.contrib.auth.hashers import check_password, make_password
+hashed = make_password("a password")
+times = []
+for _ in range(5):
+    started = time.process_time()
+    check_password("a guess", hashed)
+    times.append(time.process_time() - started)
+print(statistics.median(times))
+"""
 # More than nginx's sign-in burst (NGINX_LOGIN_BURST, 5 by default).
 REFUSAL_TRIES = 20
 
@@ -104,6 +116,9 @@ def test_a_password_flood_from_one_client_slows_no_one_else(compose_project, fre
     failure_limit = int(python_in_web(
         stack, "from django.conf import settings; print(settings.AXES_FAILURE_LIMIT)"
     ))  # fmt: skip
+    # What a hash costs web's CPU (the reason for the limits), in the image as it runs.
+    check_cpu_s = float(python_in_web(stack, HASH_CPU_PROGRAM))
+    record("password check", {"cpu_s": round(check_cpu_s, 3)})
     record("login flood", {
         "attempts": len(answers), "refused_429": answers.count(429),
         "reached_web": len(reached_web), "password_checks": len(hashed),

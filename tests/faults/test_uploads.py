@@ -118,6 +118,7 @@ def test_photos_at_the_limits_checked_at_once_do_not_exhaust_memory(compose_proj
             "photos": sorted({name for name, _, _ in results}),
             "statuses": [statuses for _, statuses, _ in results],
             "retried_after_503": retries,
+            "accepted": sum(statuses[-1] == 302 for _, statuses, _ in results),
             "seconds": round(seconds, 1),
             "web_memory_before_mib": round(before / 2**20),
             "web_memory_peak_mib": round(peak / 2**20),

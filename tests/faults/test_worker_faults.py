@@ -168,6 +168,7 @@ def test_redis_stopped_and_started_loses_nothing_queued(stack):
     try:
         queued = [upload(client, f"queued {i}", png_bytes((640, 480)))[0] for i in range(3)]
         assert int(redis(stack, "llen", "celery")) == 3
+        queued_bytes = int(redis(stack, "memory", "usage", "celery", "samples", "0"))
         stack.project.compose("stop", "redis")
         try:
             # web keeps serving, and makes the thumbnail itself.
@@ -185,6 +186,7 @@ def test_redis_stopped_and_started_loses_nothing_queued(stack):
     wait_for_thumbnails(stack, queued, BOUND_S)
     wait_until(lambda: healthy(stack, "worker"), BOUND_S, what="worker healthy")
     record("upload while redis is down", {"seconds": round(seconds, 2)})
+    record("a queued thumbnail task in redis", {"bytes": round(queued_bytes / len(queued))})
 
 
 def test_poisoned_messages_are_refused_and_the_worker_goes_on(stack):

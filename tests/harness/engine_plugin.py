@@ -150,11 +150,7 @@ def _logs_of(resource: object) -> list[tuple[str, str]]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
     report = yield
-    # A measurement counts only from a test that passed (tests/harness/measurements.py).
-    if report.when == "call" and report.passed:
-        measurements.keep(item.nodeid)
-    elif report.failed or report.when == "teardown":
-        measurements.drop()
+    measurements.settle(item.nodeid, report.when, report.passed)
     if report.failed and report.when in ("setup", "call"):
         for resource in item.stash.get(_RESOURCES, []):
             for title, logs in _logs_of(resource):

@@ -2,9 +2,10 @@
 
     record("deploy a to b", {"requests": 1523, "failed": 0, "seconds": 13.1})
 
-`record` holds the values until the test ends; the engine plugin (tests/harness/engine_plugin.py)
-then calls `keep` when the test passed, which appends one JSON line to ARTIFACT, or `drop` when
-it did not, so a failing run never feeds a published range. Each line holds the measurement's
+`record` holds the values until the test ends; the layers' report hooks (the engine plugin,
+tests/unit/conftest.py) hand each phase's report to `settle`, which appends one JSON line to
+ARTIFACT per value recorded by a test that passed, and drops what a failing one recorded, so a
+failing run never feeds a published range. Each line holds the measurement's
 name, its values, the test, the commit (with `+dirty` when the checkout had uncommitted changes)
 and the UTC date. docs/ quote these lines only through `python -m tests.measured`, which copies
 them into docs/measured/runs.jsonl and writes the docs' measured tables from that file.
@@ -16,6 +17,7 @@ import datetime
 import functools
 import json
 import subprocess
+import sys
 
 from tests.harness import REPO
 
@@ -45,6 +47,15 @@ def commit() -> str:
     return f"{head}+dirty" if changed else head
 
 
+def settle(test: str, phase: str, passed: bool) -> None:
+    """After a test's phase: a passed call keeps what it recorded; anything else drops it (a
+    failure, or values recorded in setup or teardown, which belong to no test's result)."""
+    if phase == "call" and passed:
+        keep(test)
+    elif not passed or phase == "teardown":
+        drop()
+
+
 def keep(test: str) -> int:
     """Write what the passing `test` recorded; returns how many lines."""
     if not _pending:
@@ -62,3 +73,15 @@ def keep(test: str) -> int:
 
 def drop() -> None:
     _pending.clear()
+
+
+def main(argv: list[str]) -> None:
+    """`python -m tests.harness.measurements NAME PHASE=SECONDS...`: what tests/run measured of
+    a whole run that passed, kept like a passing test's measurement."""
+    name, *phases = argv
+    record(name, {phase: float(seconds) for phase, seconds in (p.rsplit("=", 1) for p in phases)})
+    keep("tests/run")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -412,7 +412,9 @@ def test_an_archive_from_before_a_migration_restores_into_the_release_after_it(o
     archived = archive.check(state["under_load"]).manifest
     assert f"cats.{EXPAND_NAME}" not in archived["migrations"]
 
+    started = time.monotonic()
     result = restore(ops_project, state["under_load"], answer="yes\n")
+    seconds = time.monotonic() - started
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 migration(s) of release b applied" in result.stdout
@@ -427,3 +429,4 @@ def test_an_archive_from_before_a_migration_restores_into_the_release_after_it(o
     assert state["acknowledged_after"].isdisjoint(names)
     assert len(names) >= CATS
     assert get(ops_project, "/readyz").status_code == 200
+    record("restore across a migration", {"seconds": round(seconds, 1)})

@@ -14,8 +14,10 @@ be there afterwards, once.
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from collections import Counter
 
 import requests
 
@@ -234,8 +236,18 @@ def test_a_new_proxy_replaces_nginx_within_a_short_window(ops_project, front):
     record("deploy with a new proxy", {
         **traffic.summary(), "failed (balancer)": len(traffic.failed_through(balanced)),
         "failed (nginx)": len(traffic.failed_through(direct)), "window_s": round(window, 2),
+        "failure_kinds": failure_kinds(traffic.failures),
         "seconds": ops_project.durations["deploy f --build"],
     })  # fmt: skip
+
+
+def failure_kinds(failures: list[str]) -> dict[str, int]:
+    """How many failures of each kind ('balancer: GET /: 503'), times and static names aside."""
+    kinds = Counter(
+        re.sub(r"/static/[^\s:]+", "/static/...", failure.split("s ", 1)[1]).split(" (")[0][:80]
+        for failure in failures
+    )
+    return dict(sorted(kinds.items()))
 
 
 WORKER_ON = "COMPOSE_FILE=compose.yaml:compose.worker.yaml\n"
@@ -298,6 +310,26 @@ def test_a_deploy_with_thumbnails_queued_makes_them_all(ops_project, front):
             break
         assert time.monotonic() < deadline, f"thumbnails never made: {missing}"
         time.sleep(1)
+    queued_ids = {c["id"] for c in cats if c["name"] in names}
+    task_ms = sorted(
+        line["duration_ms"] for line in worker_json_lines(ops_project)
+        if line.get("message") == "thumbnail made" and line.get("cat_id") in queued_ids
+    )  # fmt: skip
     record("deploy with thumbnails queued", {
         "photos": QUEUED_PHOTOS, "seconds": ops_project.durations["deploy h --build"],
+        "task_ms_median": task_ms[len(task_ms) // 2] if task_ms else None,
+        "megapixels": round(ISSUE_PNG_SIDE**2 / 1e6),
     })  # fmt: skip
+
+
+def worker_json_lines(project) -> list[dict]:
+    """The JSON lines every worker container of the project wrote (the running ones)."""
+    lines = []
+    for line in project.compose("logs", "--no-color", "worker").stdout.splitlines():
+        _, _, text = line.partition("| ")
+        if text.startswith("{"):
+            try:
+                lines.append(json.loads(text))
+            except json.JSONDecodeError:
+                continue
+    return lines

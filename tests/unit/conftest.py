@@ -19,7 +19,7 @@ import django
 import pytest
 from django.test import Client
 
-from tests.harness import REPO
+from tests.harness import REPO, measurements
 from tests.harness.postgres import Cluster, PostgresUnavailable, start_cluster
 from tests.unit.support import SITE_HOST
 
@@ -143,3 +143,10 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
     changed = sorted(k for k, v in _celery_configuration().items() if before.get(k) != v)
     assert not changed, f"{item.nodeid} left the Celery app's configuration changed: {changed}"
     return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    report = yield
+    measurements.settle(item.nodeid, report.when, report.passed)
+    return report

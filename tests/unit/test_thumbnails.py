@@ -17,6 +17,7 @@ from app.cats import formats, photos, tasks, thumbnails
 from app.cats.models import Cat
 from app.cats.slots import NoSlotFree, Slots
 from tests.harness import REPO
+from tests.harness.measurements import record
 from tests.harness.photos import ISSUE_PNG_SIDE, MAKERS, header_of, largest_square
 from tests.unit.support import add_cat, image_bytes, stored_files
 
@@ -264,4 +265,8 @@ def test_a_thumbnail_at_each_formats_limit_stays_within_its_estimate(extension, 
         cwd=REPO, capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
     measured = json.loads(result.stdout)
+    record(f"thumbnail peak against its estimate ({extension})", {
+        "peak_mib": round(measured["peak"] / 2**20),
+        "estimate_mib": round(measured["estimate"] / 2**20),
+    })  # fmt: skip
     assert measured["peak"] <= measured["estimate"] <= photos.PHOTO_CHECK_BYTES, measured

@@ -1,0 +1,1 @@
+"""docs/' measured tables (python -m tests.measured)."""
