@@ -15,6 +15,7 @@ from urllib.parse import quote
 from config.container import available_cpus, gunicorn_workers, memory_limit, tmpfs_size
 from config.env import Env
 from config.errors import ConfigurationError, install_excepthook
+from config.hosts import HOST_PATTERN
 from config.logging import logging_config
 
 install_excepthook()
@@ -79,7 +80,6 @@ SECRET_KEY, SECRET_KEY_FALLBACKS = read_secret_keys()
 
 # --- Hosts, proxy and HTTPS -----------------------------------------------------------------
 
-HOST_PATTERN = re.compile(r"(\*|\.?[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])")
 ORIGIN_PATTERN = re.compile(
     r"https?://(\*\.)?[A-Za-z0-9_.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
 )

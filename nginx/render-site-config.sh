@@ -58,6 +58,19 @@ server_names() {
   printf '%s' "${names# }"
 }
 
+# What a request for a host name nginx does not serve gets: until the operator has named the
+# hosts (a first start: the VM's address typed into a browser), a page saying how (421);
+# afterwards nothing at all (444: the connection closes unanswered), so scanners learn nothing.
+unknown_host_status() {
+  if [ "$(boolean NGINX_HOSTS_CONFIGURED "${NGINX_HOSTS_CONFIGURED:-false}")" = true ]; then
+    printf 444
+    return 0
+  fi
+  echo "notice: DJANGO_ALLOWED_HOSTS is not set: serving only $1; a request for another host" \
+    "name gets a page saying how to set it (./ops init, docs/operations.md, Quickstart)" >&2
+  printf 421
+}
+
 host_error() {
   fail "DJANGO_ALLOWED_HOSTS entry '$1' is not a host name; list bare names without scheme," \
     "port or path, e.g. cats.example.com,.example.org"
@@ -188,6 +201,7 @@ upload_max_mb=$(whole_number UPLOAD_MAX_MB "${UPLOAD_MAX_MB:-10}" 1 100)
 # a photo just over the limit gets Django's form error rather than nginx's bare 413.
 NGINX_CLIENT_MAX_BODY_SIZE="$((upload_max_mb + 1))m"
 NGINX_SERVER_NAMES=$(server_names)
+NGINX_UNKNOWN_HOST_STATUS=$(unknown_host_status "$NGINX_SERVER_NAMES")
 ranges=$(trusted_proxies)
 NGINX_REAL_IP_FROM=$(printf '%s\n' "$ranges" | sed -n 's/.\{1,\}/set_real_ip_from &;/p')
 NGINX_TRUSTED_PROXY_RANGES=$(printf '%s\n' "$ranges" | sed -n 's/.\{1,\}/    & 1;/p')
@@ -211,7 +225,8 @@ rendered_variables='NGINX_HTTP_PORT NGINX_CLIENT_MAX_BODY_SIZE NGINX_SERVER_NAME
   NGINX_REAL_IP_FROM NGINX_TRUSTED_PROXY_RANGES NGINX_RATE_LIMIT NGINX_RATE_BURST
   NGINX_CONN_LIMIT NGINX_LOGIN_RATE NGINX_LOGIN_BURST NGINX_KEEPALIVE_TIMEOUT
   NGINX_CONTENT_SECURITY_POLICY NGINX_STRICT_TRANSPORT_SECURITY NGINX_TLS_DEFAULT_LISTEN
-  NGINX_TLS_LISTEN NGINX_LOCAL_RESOLVERS NGINX_WORKER_PROCESSES NGINX_UPSTREAM_HOST'
+  NGINX_TLS_LISTEN NGINX_LOCAL_RESOLVERS NGINX_WORKER_PROCESSES NGINX_UPSTREAM_HOST
+  NGINX_UNKNOWN_HOST_STATUS'
 substitutions=
 for name in $rendered_variables; do
   export "${name?}"

@@ -12,10 +12,12 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.harness import REPO
 from tests.harness.balancer import Balancer, balancer
@@ -85,6 +87,11 @@ class OpsProject:
                 return line.split("=", 1)[1]
         return None
 
+    def site_answers(self, path: str) -> bool:
+        answer = requests.get(self.site.url(path), headers={"Host": "localhost",
+                              "X-Forwarded-Proto": "https"}, timeout=15)  # fmt: skip
+        return answer.status_code == 200
+
     def container_ids(self, service: str) -> list[str]:
         return self.compose("ps", "--quiet", service).stdout.split()
 
@@ -115,23 +122,29 @@ def copy_of_the_project(target: Path) -> None:
         destination.chmod(source.stat().st_mode & 0o777)
 
 
-@pytest.fixture(scope="module")
-def ops_project(
-    request: pytest.FixtureRequest, run_id: str, tmp_path_factory: pytest.TempPathFactory
+# What the test environment adds to an operator's .env: a project and image names of this run's
+# own (so nothing of another run or of the VM is touched), and the published port on loopback.
+# One address (this host) plays many visitors behind the load balancer: the per-client limits
+# are lifted, as in tests/stack/test_recreate.py.
+LOAD_LIMITS = {"NGINX_RATE_LIMIT": "100000", "NGINX_RATE_BURST": "100000",
+               "NGINX_CONN_LIMIT": "1000"}  # fmt: skip
+
+
+@contextmanager
+def project_copy(
+    name: str, parent: Path, env: dict[str, str] | None = None
 ) -> Iterator[OpsProject]:
-    module = request.module.__name__.rsplit(".", 1)[-1]
-    name = f"{run_id}-{slug(module, 30)}"
-    directory = tmp_path_factory.mktemp("ops") / "catcollector"
+    """A copy of the product in `parent`/catcollector, as an operator has it on the VM, with a
+    .env of the test environment's lines and `env`'s; taken down with its volumes and images."""
+    directory = parent / "catcollector"
     copy_of_the_project(directory)
     port = free_port()
     images = (f"{name}/web", f"{name}/nginx")
-    # One address (this host) plays many visitors behind the load balancer: the per-client
-    # limits are lifted, as in tests/stack/test_recreate.py.
-    (directory / ".env").write_text(
-        f"COMPOSE_PROJECT_NAME={name}\nHTTP_BIND=127.0.0.1\nHTTP_PORT={port}\n"
-        f"WEB_IMAGE={images[0]}\nNGINX_IMAGE={images[1]}\nDJANGO_ALLOWED_HOSTS=localhost\n"
-        "NGINX_RATE_LIMIT=100000\nNGINX_RATE_BURST=100000\nNGINX_CONN_LIMIT=1000\n"
-    )
+    lines = {
+        "COMPOSE_PROJECT_NAME": name, "HTTP_BIND": "127.0.0.1", "HTTP_PORT": str(port),
+        "WEB_IMAGE": images[0], "NGINX_IMAGE": images[1], **(env or {}),
+    }  # fmt: skip
+    (directory / ".env").write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
     project = OpsProject(directory, name, port, images)
     try:
         yield project
@@ -141,6 +154,18 @@ def ops_project(
             tags = docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository)
             for image in tags.stdout.split():
                 docker("image", "rm", "--force", image, check=False)
+
+
+@pytest.fixture(scope="module")
+def ops_project(
+    request: pytest.FixtureRequest, run_id: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OpsProject]:
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    with project_copy(
+        f"{run_id}-{slug(module, 30)}", tmp_path_factory.mktemp("ops"),
+        {"DJANGO_ALLOWED_HOSTS": "localhost", **LOAD_LIMITS},
+    ) as project:  # fmt: skip
+        yield project
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,15 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 from collections import Counter
 
 import requests
 
+from tests.harness.docker import docker
 from tests.harness.measurements import record
 from tests.harness.photos import ISSUE_PNG_SIDE, MAKERS
+from tests.harness.polling import wait_until
 from tests.ops.releases import (
     EXPAND_MIGRATION,
     EXPAND_NAME,
@@ -42,6 +45,8 @@ CANNOT_START = '\nraise SystemExit("error: this release cannot start")\n'
 # A switch is one nginx reload, which closes each idle kept-alive connection once: at most one
 # browser resend per visitor (tests/harness/browser_connection.py).
 RESENDS_BOUND = VISITORS
+# What earlier scenes leave for later ones (the module's tests run in order).
+state: dict[str, str] = {}
 
 
 def stylesheet(project) -> str:
@@ -131,6 +136,40 @@ def test_deploy_a_to_b_loses_no_request(ops_project, front):
     assert {old_css, new_css} <= traffic.static_seen
     record("deploy a to b", {**traffic.summary(),
                              "seconds": ops_project.durations["deploy b --build"]})  # fmt: skip
+    # A request b's containers log, read again once they are gone (after the rollback).
+    state["b web"] = " ".join(ops_project.container_ids("web"))
+    state["served by b"] = f"served-by-b-{uuid.uuid4().hex}"
+    served = requests.get(
+        ops_project.site.url("/"), timeout=15,
+        headers={"Host": SITE_HOST, "X-Forwarded-Proto": "https",
+                 "X-Request-ID": state["served by b"]},
+    )  # fmt: skip
+    assert served.status_code == 200
+
+
+def test_plain_compose_after_a_pull_runs_the_deployed_release_as_it_is(ops_project):
+    """A `git pull` brings new code; plain `docker compose up -d --wait` (not the update,
+    docs/operations.md, Updating) keeps the release .env pins: nothing rebuilt or recreated."""
+    assert ops_project.setting("IMAGE_POLICY") == "never"
+    web_before = ops_project.container_ids("web")
+    image_before = docker("image", "inspect", "--format", "{{.Id}}", f"{ops_project.images[0]}:b")
+    ops_project.edit(
+        "app/cats/static/cats/style.css", "button {", ".pulled { margin: 0; }\nbutton {"
+    )
+    css = stylesheet(ops_project)
+    try:
+        up = ops_project.compose("up", "--detach", "--wait")
+    finally:
+        ops_project.edit(
+            "app/cats/static/cats/style.css", ".pulled { margin: 0; }\nbutton {", "button {"
+        )
+    assert "Pulling" not in up.stdout + up.stderr
+    assert ops_project.container_ids("web") == web_before
+    assert (
+        docker("image", "inspect", "--format", "{{.Id}}", f"{ops_project.images[0]}:b").stdout
+        == image_before.stdout
+    )
+    assert stylesheet(ops_project) == css
 
 
 def test_rollback_names_the_newer_migrations_and_waits_for_a_choice(ops_project):
@@ -151,6 +190,27 @@ def test_rollback_b_to_a_keeping_the_schema_loses_no_request(ops_project, front)
     assert static_status(ops_project, b_css) == 200
     seconds = ops_project.durations["rollback --keep-schema"]
     record("rollback b to a", {**traffic.summary(), "seconds": seconds})
+
+
+def test_a_retired_releases_logs_are_read_after_it_is_rolled_back(ops_project):
+    """b's web containers are gone (the rollback removed them), and so is what Docker kept of
+    their logs; ./ops logs still shows them, from .ops/logs, and --since leaves them out once
+    they are older."""
+    for container in state["b web"].split():
+        assert docker("container", "inspect", container, check=False).returncode != 0
+    logs = ops_project.ops("logs", "web")
+    retired, _, running = logs.stdout.partition("logs: [2/2] running")
+    assert "_web_b_" in retired
+    assert "(release b, retired)" in retired
+    assert state["served by b"] in retired
+    assert state["served by b"] not in running
+    assert logs.stdout.splitlines()[-1].startswith("logs: done in ")
+    time.sleep(2)
+    recent = ops_project.ops("logs", "web", "--since", "1s")
+    assert state["served by b"] not in recent.stdout
+    refused = ops_project.ops("logs", "web", "--since", "an hour", check=False)
+    assert refused.returncode == 1
+    assert "use a number and a unit, e.g. 30m, 2h or 1d" in refused.stderr
 
 
 def test_a_release_that_cannot_start_is_undone(ops_project, front):
@@ -255,6 +315,8 @@ WORKER_ON = "COMPOSE_FILE=compose.yaml:compose.worker.yaml\n"
 # uploaded as the new release gets ready: A's worker is busy with them when it is retired.
 QUEUED_PHOTOS = 10
 THUMBNAILS_BOUND_S = 120
+# web started again after the status test stopped it: healthy within its start period.
+STATUS_BOUND_S = 90
 
 
 def running(project, service: str) -> list[str]:
@@ -320,6 +382,62 @@ def test_a_deploy_with_thumbnails_queued_makes_them_all(ops_project, front):
         "task_ms_median": task_ms[len(task_ms) // 2] if task_ms else None,
         "megapixels": round(ISSUE_PNG_SIDE**2 / 1e6),
     })  # fmt: skip
+
+
+def status(project) -> tuple[int, str, dict]:
+    """`./ops status` and `./ops status --json`: (exit status, last line, the JSON)."""
+    shown = project.ops("status", check=False)
+    as_json = project.ops("status", "--json", check=False)
+    assert as_json.returncode == shown.returncode, (shown.stdout, as_json.stdout)
+    return shown.returncode, shown.stdout.strip().splitlines()[-1], json.loads(as_json.stdout)
+
+
+def test_status_says_healthy_degraded_or_down_in_its_exit_status(ops_project):
+    """A monitoring check's contract (docs/operations.md, Status): 0 healthy, 1 degraded (the
+    site serves, the worker does not), 2 down (web has no healthy container)."""
+    code, line, report = status(ops_project)
+    assert (code, report["status"]) == (0, "healthy"), line
+    assert line.startswith("status: done in ")
+    assert ": healthy; release h" in line
+    assert {s["version"] for s in report["services"]["web"]} == {"h"}
+    ops_project.compose("stop", "worker")
+    try:
+        code, line, report = status(ops_project)
+    finally:
+        ops_project.compose("start", "worker")
+    assert (code, report["status"]) == (1, "degraded"), line
+    assert "worker: none healthy" in report["problems"]
+    assert ops_project.site_answers("/")
+    ops_project.compose("stop", "web")
+    try:
+        code, line, report = status(ops_project)
+    finally:
+        ops_project.compose("start", "web")
+    assert (code, report["status"]) == (2, "down"), line
+    assert "web: none healthy" in report["problems"]
+    wait_until(lambda: status(ops_project)[0] == 0, STATUS_BOUND_S, what="healthy again")
+
+
+def test_switching_the_worker_off_names_the_file_it_drops(ops_project, front):
+    """COMPOSE_FILE loses compose.worker.yaml: ./ops refuses until told the drop is meant
+    (--without), then retires the worker and Redis with the old release, no request lost."""
+    env = ops_project.directory / ".env"
+    env.write_text(env.read_text().replace(WORKER_ON, ""))
+    refused = ops_project.ops("deploy", "i", "--build", check=False)
+    assert refused.returncode == 1
+    [reason] = refused.stderr.splitlines()
+    assert reason.startswith(
+        "deploy: failed at check: the running containers were created with "
+        "compose.worker.yaml, which COMPOSE_FILE (compose.yaml) does not name"
+    )
+    assert reason.endswith("to stop using it, add --without compose.worker.yaml")
+    assert ops_project.setting("APP_VERSION") == "h"
+    output, _, _ = deploy_under_load(
+        ops_project, front, "deploy", "i", "--build", "--without", "compose.worker.yaml"
+    )
+    assert running(ops_project, "worker") == running(ops_project, "redis") == []
+    assert "container(s) of services no longer defined" in output
+    assert status(ops_project)[0] == 0
 
 
 def worker_json_lines(project) -> list[dict]:

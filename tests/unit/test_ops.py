@@ -1,16 +1,18 @@
 """The ops CLI's pieces that need no engine: .env editing, versions, history, its minimums.
 The verbs themselves run against the real engine in tests/ops."""
 
+import json
 import re
 import subprocess
 
 import pytest
 
 from tests.harness import REPO
+from tests.harness.base_images import dockerfile_base
 from tools.ops import project as ops_project
 from tools.ops.console import OpsError
 from tools.ops.history import History
-from tools.ops.images import check_version, proxy_version
+from tools.ops.images import base_image, check_version, digest_of
 
 
 def test_env_values_are_set_in_place_and_everything_else_is_kept(tmp_path):
@@ -45,18 +47,26 @@ def test_versions_that_are_refused_with_the_rule(version):
         check_version(version)
 
 
-def test_the_proxy_version_follows_nginx_files_but_not_the_release_templates(tmp_path):
+def test_the_proxy_version_follows_nginx_files_and_base_but_not_the_release_templates(tmp_path):
     nginx = tmp_path / "nginx"
     (nginx / "templates").mkdir(parents=True)
     (nginx / "Dockerfile").write_text("FROM nginx:1.30-trixie\n")
     (nginx / "templates" / "site.conf.template").write_text("a")
-    before = proxy_version(tmp_path)
+    before = digest_of(tmp_path, "base-1")
     (nginx / "templates" / "site.conf.template").write_text("b")
-    assert proxy_version(tmp_path) == before
+    assert digest_of(tmp_path, "base-1") == before
+    assert digest_of(tmp_path, "base-2") != before
     (nginx / "Dockerfile").write_text("FROM nginx:1.31-trixie\n")
-    assert proxy_version(tmp_path) != before
+    assert digest_of(tmp_path, "base-1") != before
     assert re.fullmatch(r"proxy-[0-9a-f]{12}", before)
-    assert check_version(proxy_version(REPO))
+    assert check_version(digest_of(REPO, "base-1"))
+
+
+def test_the_base_images_are_read_from_the_dockerfiles():
+    assert base_image(REPO, "web") == dockerfile_base(REPO, "Dockerfile")
+    assert base_image(REPO, "nginx") == dockerfile_base(
+        REPO, "nginx/Dockerfile", named_contexts=frozenset({"web"})
+    )
 
 
 def test_history_gives_the_previous_version_and_the_ones_to_keep(tmp_path):
@@ -88,10 +98,25 @@ def test_a_bad_argument_is_one_line_of_usage(tmp_path):
 
 def test_outside_a_project_the_verb_says_where_to_run(tmp_path):
     result = subprocess.run(
-        [str(REPO / "ops"), "status"], cwd=tmp_path, capture_output=True, text=True, check=False
+        [str(REPO / "ops"), "backups"], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert result.returncode == 1
     assert (
         result.stderr.strip()
-        == f"status: failed: no compose.yaml in {tmp_path}; run ./ops from the project's folder"
+        == f"backups: failed: no compose.yaml in {tmp_path}; run ./ops from the project's folder"
     )
+
+
+def test_status_that_cannot_be_read_is_unknown_for_monitoring(tmp_path):
+    """The monitoring-plugin convention: 3 is unknown, 1 would read as degraded."""
+    plain = subprocess.run(
+        [str(REPO / "ops"), "status"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert plain.returncode == 3
+    assert plain.stderr.startswith("status: failed: no compose.yaml")
+    as_json = subprocess.run(
+        [str(REPO / "ops"), "status", "--json"], cwd=tmp_path, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert as_json.returncode == 3
+    assert json.loads(as_json.stdout)["status"] == "unknown"

@@ -14,7 +14,7 @@ import pytest
 from tools.ops import archive
 from tools.ops.archive import ArchiveError
 from tools.ops.data import parse_migrations
-from tools.ops.schedule import units
+from tools.ops.schedule import BOOT_WAIT_S, units
 
 UTC = datetime.UTC
 CREATED = datetime.datetime(2026, 12, 1, 3, 17, tzinfo=UTC)
@@ -174,13 +174,18 @@ def test_the_migrations_are_read_from_the_dumps_copy_block():
     assert parse_migrations("-- no data\n") == []
 
 
-def test_the_timer_runs_exactly_ops_backup_in_the_project_folder():
+def test_the_timer_runs_exactly_ops_backup_in_the_project_folder_waiting_for_a_boot():
     written = units(Path("/srv/cat collector"), "catcollector", "deploy", "*-*-* 03:17:00")
     service = written["catcollector-backup.service"]
     settings = dict(
         line.split("=", 1) for line in service.splitlines() if "=" in line and line[0] != "#"
     )
-    assert shlex.split(settings["ExecStart"]) == ["/srv/cat collector/ops", "backup"]
+    assert shlex.split(settings["ExecStart"]) == [
+        "/srv/cat collector/ops",
+        "backup",
+        "--wait",
+        str(BOOT_WAIT_S),
+    ]
     assert settings["WorkingDirectory"] == "/srv/cat collector"
     assert settings["User"] == "deploy"
     assert settings["Type"] == "oneshot"

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from tools.ops import backup as backing_up
 from tools.ops import deploy as deploying
+from tools.ops import init as initialising
+from tools.ops import logs as reading_logs
 from tools.ops import restore as restoring
 from tools.ops import schedule as scheduling
 from tools.ops import status as reporting
@@ -16,9 +18,11 @@ from tools.ops.console import Console, OpsError, fail
 from tools.ops.project import Project
 
 STEPS = {
+    "init": initialising.STEPS,
     "deploy": deploying.STEPS,
     "rollback": deploying.STEPS,
-    "status": ("containers", "versions"),
+    "status": reporting.STEPS,
+    "logs": reading_logs.STEPS,
     "backup": backing_up.STEPS,
     "backups": backing_up.LIST_STEPS,
     "restore": restoring.STEPS,
@@ -26,6 +30,10 @@ STEPS = {
 }
 # Verbs that change the stack take the project's lock: one at a time.
 LOCKED = ("deploy", "rollback", "backup", "restore")
+WITHOUT_HELP = (
+    "a compose file the running containers were made with that COMPOSE_FILE no longer names, "
+    "dropped on purpose (switching an override off); repeatable"
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -35,6 +43,21 @@ def parser() -> argparse.ArgumentParser:
         help="the folder holding compose.yaml and .env (default: the current one)",
     )  # fmt: skip
     verbs = main.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    init = verbs.add_parser("init", help="the first start's settings in .env (host, TLS)")
+    init.add_argument("--host", action="append", default=[], metavar="NAME",
+                      help="a host name the site answers to; repeatable")  # fmt: skip
+    way = init.add_mutually_exclusive_group()
+    way.add_argument(
+        "--balancer",
+        metavar="CIDR",
+        help="HTTPS ends at a load balancer at these addresses (comma-separated)",
+    )
+    way.add_argument(
+        "--tls-dir", metavar="DIR", help="HTTPS ends at nginx, with DIR/tls.crt and DIR/tls.key"
+    )
+    way.add_argument("--plain-http", action="store_true",
+                     help="a trial over plain HTTP: no TLS anywhere")  # fmt: skip
 
     deploy = verbs.add_parser("deploy", help="deploy a version with no failed request")
     deploy.add_argument("version", nargs="?", help="default: the checkout's, from git")
@@ -53,8 +76,16 @@ def parser() -> argparse.ArgumentParser:
         const="pull",
         help="pull the images from their registry when they are missing",
     )
+    deploy.add_argument(
+        "--refresh-base", action="store_true",
+        help="pull the newest base images first and build the checkout on them",
+    )  # fmt: skip
+    deploy.add_argument("--without", action="append", default=[], metavar="FILE",
+                        help=WITHOUT_HELP)  # fmt: skip
 
     rollback = verbs.add_parser("rollback", help="return to the previous version")
+    rollback.add_argument("--without", action="append", default=[], metavar="FILE",
+                          help=WITHOUT_HELP)  # fmt: skip
     schema = rollback.add_mutually_exclusive_group()
     schema.add_argument(
         "--keep-schema",
@@ -71,12 +102,23 @@ def parser() -> argparse.ArgumentParser:
         help="reverse the newer migrations first (may lose data)",
     )
 
-    verbs.add_parser("status", help="versions, health and rollback target")
+    status = verbs.add_parser(
+        "status", help="versions, health and rollback target; exit 0 healthy, 1 degraded, 2 down"
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object, for monitoring")
+
+    logs = verbs.add_parser("logs", help="a service's logs, its retired releases' included")
+    logs.add_argument("service", help="web, worker, nginx, db...")
+    logs.add_argument("--since", metavar="DURATION", help="only the last 30m, 2h, 1d...")
 
     backup = verbs.add_parser("backup", help="one verified archive of the database and photos")
     backup.add_argument(
         "--with-secrets", action="store_true",
         help="also archive the secrets volume (the Django key, the database password)",
+    )  # fmt: skip
+    backup.add_argument(
+        "--wait", type=float, default=0, metavar="SECONDS",
+        help="wait up to SECONDS for the database to be healthy first (a run at boot)",
     )  # fmt: skip
 
     backups = verbs.add_parser("backups", help="the archives: age, size, verification")
@@ -113,43 +155,66 @@ def interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run(args: argparse.Namespace, project: Project, console: Console) -> tuple[str, str | None]:
-    """The verb's summary, and a last line to print after it (backup: the archive's path)."""
+def run(
+    args: argparse.Namespace, project: Project, console: Console
+) -> tuple[str, str | None, int]:
+    """The verb's summary, a last line to print after it (backup: the archive's path), and the
+    exit status (status: its verdict)."""
+    if args.verb == "status":
+        summary, code = reporting.status(project, console)
+        return summary, None, code
     if args.verb not in LOCKED:
-        return {
-            "status": lambda: reporting.status(project, console),
-            "backups": lambda: backing_up.backups(project, console, args.max_age),
-            "schedule": lambda: scheduling.schedule(
-                project, console, args.on_calendar, args.unit_dir, args.enable
-            ),
-        }[args.verb](), None
+        return (
+            {
+                "init": lambda: initialising.init(
+                    project, console, args.host, args.balancer, args.tls_dir, args.plain_http
+                ),
+                "logs": lambda: reading_logs.logs(project, console, args.service, args.since),
+                "backups": lambda: backing_up.backups(project, console, args.max_age),
+                "schedule": lambda: scheduling.schedule(
+                    project, console, args.on_calendar, args.unit_dir, args.enable
+                ),
+            }[args.verb](),
+            None,
+            0,
+        )
     with project.lock(args.verb):
         if args.verb == "backup":
-            summary, path = backing_up.backup(project, console, args.with_secrets)
-            return summary, str(path)
+            summary, path = backing_up.backup(project, console, args.with_secrets, args.wait)
+            return summary, str(path), 0
+        without = tuple(args.without) if args.verb in ("deploy", "rollback") else ()
         return {
-            "deploy": lambda: deploying.deploy(project, console, args.version, args.source),
-            "rollback": lambda: deploying.rollback(project, console, args.schema),
+            "deploy": lambda: deploying.deploy(
+                project, console, args.version, args.source,
+                refresh_base=args.refresh_base, without=without,
+            ),
+            "rollback": lambda: deploying.rollback(project, console, args.schema, without),
             "restore": lambda: restoring.restore(
                 project, console, args.archive.resolve(), args.replace
             ),
-        }[args.verb](), None
+        }[args.verb](), None, 0  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     console = Console(args.verb, STEPS[args.verb])
     signal.signal(signal.SIGTERM, interrupted)
+    # status reports "could not be read" as its own verdict, not as a failed verb's 1.
+    failed = reporting.UNKNOWN if args.verb == "status" else 1
+    if args.verb == "status" and args.json:
+        return reporting.status_json(args.project_dir.resolve())
     try:
-        summary, last = run(args, Project(args.project_dir.resolve()), console)
+        summary, last, code = run(args, Project(args.project_dir.resolve()), console)
     except OpsError as error:
-        return fail(args.verb, console.current, error)
+        fail(args.verb, console.current, error)
+        return failed
     except KeyboardInterrupt:
-        return fail(args.verb, console.current, OpsError("interrupted"))
+        fail(args.verb, console.current, OpsError("interrupted"))
+        return failed
     console.done(summary)
     if last is not None:
         print(last, flush=True)
-    return 0
+    return code
 
 
 if __name__ == "__main__":

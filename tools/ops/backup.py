@@ -142,15 +142,31 @@ class Store:
 
 
 class Backup:
-    def __init__(self, project: Project, console: Console, with_secrets: bool) -> None:
+    def __init__(
+        self, project: Project, console: Console, with_secrets: bool, wait_s: float = 0
+    ) -> None:
         self.project = project
         self.console = console
         self.with_secrets = with_secrets
+        self.wait_s = wait_s
         self.data = Data(project)
         self.name = project.name()
         self.store = Store(project, self.name)
+        # Read by check: retention and the running release.
+        self.daily = self.weekly = 0
+        self.app = ""
+        # The archive being written (open_archive): its time, final and temporary names.
+        self.created: datetime.datetime | None = None
+        self.final: Path | None = None
         self.partial: Path | None = None
         self.out = None
+        self.writer: archive.Writer | None = None
+        # What the steps found, for the manifest and the summary.
+        self.server = ""
+        self.toc_entries = self.tables = 0
+        self.migrations: list[str] = []
+        self.photo_count = self.photo_bytes = 0
+        self.size = 0
 
     def check(self) -> None:
         # Settings first: a mistake there is reported before anything waits on the engine.
@@ -158,6 +174,10 @@ class Backup:
         self.weekly = whole_setting(self.project, "OPS_BACKUP_KEEP_WEEKLY", DEFAULT_WEEKLY, 0)
         self.store.ensure()
         engine, compose = self.project.check_versions()
+        self.project.compose_files_check()
+        if self.wait_s:
+            waited = self.data.wait_for_db(self.wait_s)
+            self.console.note(f"the db service was healthy after {waited:.0f} s")
         self.data.require_db()
         # This verb holds the project's lock: a temporary file is an interrupted run's.
         for leftover in self.store.partials():
@@ -299,8 +319,10 @@ class Backup:
             self.partial.unlink(missing_ok=True)
 
 
-def backup(project: Project, console: Console, with_secrets: bool) -> tuple[str, Path]:
-    run = Backup(project, console, with_secrets)
+def backup(
+    project: Project, console: Console, with_secrets: bool, wait_s: float = 0
+) -> tuple[str, Path]:
+    run = Backup(project, console, with_secrets, wait_s)
     summary = run.run()
     return summary, run.final
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterable, Iterator
 
-from tools.ops import streams
+from tools.ops import commands
 from tools.ops.console import OpsError
 from tools.ops.project import Project
 
@@ -32,7 +33,7 @@ TABLES_WITH_ROWS = (
     "'SELECT EXISTS (SELECT FROM %I.%I) AS x', n.nspname, c.relname), false, true, ''"
     ")))[1]::text = 'true' ORDER BY 1"
 )
-SERVER_VERSION = re.compile(r"^;\s+Dumped from database version: (\S+)", re.MULTILINE)
+WAIT_POLL_S = 2
 
 
 def quote(identifier: str) -> str:
@@ -65,18 +66,27 @@ class Data:
                 "(./ops deploy, or docker compose up -d --wait)"
             )
 
+    def wait_for_db(self, timeout_s: float) -> float:
+        """Wait up to `timeout_s` for the db service to be running and healthy (a boot's first
+        minutes: the engine starts containers in no particular order); the seconds it took.
+        Not healthy by then: require_db says why."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            db = self.project.containers("db") if "db" in self.project.config()["services"] else []
+            if db and db[0].state == "running" and db[0].health == "healthy":
+                break
+            time.sleep(WAIT_POLL_S)
+        return time.monotonic() - started
+
     def identity(self) -> tuple[str, str]:
         """(role, database) as the db container was configured (POSTGRES_USER, POSTGRES_DB)."""
         if self._identity is None:
-            printed = self.project.compose(
-                "exec", "-T", "db", "sh", "-c", 'echo "$POSTGRES_USER"; echo "$POSTGRES_DB"',
+            printed = self.project.run(
+                commands.in_service("db", "sh", "-c", 'echo "$POSTGRES_USER"; echo "$POSTGRES_DB"'),
                 what="reading the database's name",
-            ).stdout.split("\n")  # fmt: skip
+            ).stdout.split("\n")
             self._identity = (printed[0] or "postgres", printed[1] or printed[0] or "postgres")
         return self._identity
-
-    def db_exec(self, *command: str) -> list[str]:
-        return ["docker", "compose", "exec", "-T", "db", *command]
 
     def psql(
         self, sql: str, database: str = "postgres", *, what: str = "psql", transaction: bool = True
@@ -85,7 +95,7 @@ class Data:
         CREATE DATABASE cannot run in one); psql's unaligned output."""
         role, _ = self.identity()
         result = self.project.run(
-            self.db_exec(
+            commands.in_service("db",
                 "psql", "--no-psqlrc", "--quiet", "--tuples-only", "--no-align",
                 "--set=ON_ERROR_STOP=1", *(["--single-transaction"] if transaction else []),
                 f"--username={role}", f"--dbname={database}", f"--command={sql}",
@@ -101,18 +111,17 @@ class Data:
         """pg_dump of the live database in the custom format: one snapshot, taken without
         blocking readers or writers (it does block schema changes until it ends)."""
         role, database = self.identity()
-        return streams.stream(
-            self.project,
-            self.db_exec(
-                "pg_dump", "--format=custom", f"--username={role}", f"--dbname={database}"
+        return self.project.stream(
+            commands.in_service(
+                "db", "pg_dump", "--format=custom", f"--username={role}", f"--dbname={database}"
             ),
             what="pg_dump",
         )
 
     def pg_restore(self, source: Iterable[bytes], *args: str, what: str) -> bytes:
         """pg_restore with the archive's dump on its stdin; its stdout."""
-        return streams.output(
-            self.project, self.db_exec("pg_restore", *args), source=source, what=what
+        return self.project.output(
+            commands.in_service("db", "pg_restore", *args), source=source, what=what
         )
 
     def table_of_contents(self, source: Iterable[bytes]) -> str:
@@ -192,39 +201,37 @@ class Data:
 
     # --- one-off containers of the release's web image ---------------------------------------
 
-    def one_off(self, service: str, *command: str) -> list[str]:
-        return ["docker", "compose", "run", "--rm", "--no-deps", "-T", service, *command]
-
     def media(self, *command: str, source: Iterable[bytes] | None = None) -> str:
-        answer = streams.output(
-            self.project, self.one_off("web", *MEDIA, *command), source=source,
+        answer = self.project.output(
+            commands.one_off("web", *MEDIA, *command), source=source,
             what=f"media_volume.py {command[0]}",
         )  # fmt: skip
         return answer.decode().strip()
 
     def pack_media(self) -> Iterator[bytes]:
-        return streams.stream(
-            self.project, self.one_off("web", *MEDIA, "pack"), what="packing the photos"
+        return self.project.stream(
+            commands.one_off("web", *MEDIA, "pack"), what="packing the photos"
         )
 
     def pack_secrets(self) -> Iterator[bytes]:
-        return streams.stream(
-            self.project,
-            self.one_off("web", "tar", "--create", "--file=-", f"--directory={SECRETS_DIR}", "."),
+        return self.project.stream(
+            commands.one_off(
+                "web", "tar", "--create", "--file=-", f"--directory={SECRETS_DIR}", "."
+            ),
             what="packing the secrets",
-        )  # fmt: skip
+        )
 
     def maintenance(self, state: str, reason: str = "") -> str:
         args = (state, reason) if reason else (state,)
         return self.project.run(
-            self.one_off("publish", *MAINTENANCE, *args), what=f"maintenance {state}"
+            commands.one_off("publish", *MAINTENANCE, *args), what=f"maintenance {state}"
         ).stdout.strip()
 
     def unknown_migrations(self, migrations: list[str]) -> list[str]:
         """Those of `migrations` the running release's code does not have."""
         text = "".join(f"{name}\n" for name in migrations).encode()
-        answer = streams.output(
-            self.project, self.one_off("web", *UNKNOWN_MIGRATIONS), source=[text],
+        answer = self.project.output(
+            commands.one_off("web", *UNKNOWN_MIGRATIONS), source=[text],
             what="comparing the archive's migrations with the release's",
         )  # fmt: skip
         return json.loads(answer.decode().strip().splitlines()[-1])["unknown"]

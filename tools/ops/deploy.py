@@ -1,17 +1,22 @@
 """deploy and rollback: a new release beside the running one, switched to once it is ready.
 
 The steps, each a method with one way to fail:
-  check    versions, the running release (A) and how many web containers it has (N)
+  check    versions, the compose files (those in use must include every one the running
+           containers were made from), the running release (A) and its web containers (N)
   images   the release's images (B) on this VM: present, built from the checkout, or pulled
   publish  B's static files and nginx templates into the site volume, beside A's
   migrate  B's migrations, once, while A serves (they must be backward compatible)
   start    N web containers of B beside A's; nginx sends them nothing yet. With the worker
            (compose.worker.yaml), M workers of B beside A's too (at least one)
   ready    every B container healthy and ready (database, migrations); B's workers healthy
-  switch   B becomes the active release: nginx reloads (or, for a new proxy, is replaced)
+  switch   B becomes the active release: nginx reloads (or, for a new proxy or nginx settings
+           changed in .env, is replaced)
   retire   A's containers stop once nginx's previous workers have finished their requests;
-           A's workers finish their tasks or hand them back to the queue, which B's work off
-  record   .env names B, .ops/history gains it, old images and releases are pruned
+           A's workers finish their tasks or hand them back to the queue, which B's work off;
+           services of a compose file dropped on purpose (--without) stop too; their logs are
+           kept in .ops/logs (./ops logs) before they are removed
+  record   .env names B (and IMAGE_POLICY=never: plain compose runs B as it is, compose.yaml),
+           .ops/history gains it, old images, releases and logs are pruned
 A failure before `retire` removes B's containers and leaves A active: A serves throughout.
 On a VM where nothing runs yet, `images` is followed by one `up` of the whole stack.
 """
@@ -22,19 +27,23 @@ import json
 import time
 from dataclasses import dataclass
 
+from tools.ops import commands, logs
 from tools.ops.console import Console, OpsError
 from tools.ops.history import Entry, History
-from tools.ops.images import Images, check_version, checkout_version, proxy_version
+from tools.ops.images import Images, check_version
 from tools.ops.project import Container, Project
+from tools.ops.readiness import READY_TIMEOUT_S, NotReady, wait_ready
 
 STEPS = ("check", "images", "publish", "migrate", "start", "ready", "switch", "retire", "record")
 FRESH_STEPS = ("check", "images", "up", "record")
-READY_TIMEOUT_S = 180
-POLL_S = 1
 DEFAULT_KEEP_VERSIONS = 5
 PUBLISH = ("python", "/app/scripts/publish_release.py")
 MIGRATE = ("python", "/app/scripts/migrate.py")
-READINESS = ("python", "/app/scripts/healthcheck.py", "/readyz")
+PRUNE_RELEASES = ("python", "/app/scripts/prune_releases.py")
+UNKNOWN_MIGRATIONS = ("python", "/app/scripts/unknown_migrations.py")
+# Image sources: where a missing image comes from.
+BUILD, PULL = "build", "pull"
+RELEASE_IMAGE_POLICY = "never"
 
 
 @dataclass(frozen=True)
@@ -47,23 +56,38 @@ class Release:
         return {"APP_VERSION": self.app, "NGINX_VERSION": self.proxy}
 
 
-class Deployment:
-    """One deploy of `target` in `project`; `source` says where missing images come from:
-    'build' (the checkout), 'pull' (the registry) or None (they must be on this VM)."""
+class NothingToDeploy(OpsError):
+    """The target release already serves."""
 
-    def __init__(self, project: Project, console: Console, target: Release, source: str | None):
+
+class Deployment:
+    """One deploy of `target` in `project`. `source` says where missing images come from:
+    BUILD (the checkout), PULL (the registry) or None (they must be on this VM); `without`
+    names compose files the running stack was made with that this deploy drops on purpose."""
+
+    def __init__(
+        self,
+        project: Project,
+        console: Console,
+        target: Release,
+        source: str | None,
+        without: tuple[str, ...] = (),
+    ) -> None:
         self.project = project
         self.console = console
         self.target = target
         self.source = source
+        self.without = without
         self.images = Images(project)
         self.history = History(project.state_dir)
+        # Found by check: the running release (None on a fresh VM) and its containers.
         self.current: Release | None = None
         self.running: list[Container] = []
-        self.started: list[Container] = []
-        # The worker's containers (compose.worker.yaml), when the compose files define it.
-        self.with_worker = False
         self.workers_running: list[Container] = []
+        # Whether the compose files in use define the worker (compose.worker.yaml).
+        self.with_worker = False
+        # Made by start; undone by undo() until retire.
+        self.started: list[Container] = []
         self.workers_started: list[Container] = []
         self.switched = False
         self.nginx_replaced = False
@@ -73,6 +97,9 @@ class Deployment:
     def check(self) -> None:
         engine, compose = self.project.check_versions()
         self.console.note(f"Docker Engine {engine}, compose {compose}")
+        for added in self.project.compose_files_check(self.without):
+            self.console.note(f"{self.project.relative(added)} is new to this stack: its "
+                              "services start with this deploy")  # fmt: skip
         recorded = self.project.setting("APP_VERSION", "latest")
         app = self.project.active_release() or recorded
         if app != recorded:
@@ -83,7 +110,7 @@ class Deployment:
         if strays:
             # An unfinished deploy's containers: not active, so nginx sends them nothing.
             self.console.note(f"removing {len(strays)} web container(s) of an unfinished deploy")
-            self.project.docker("rm", "--force", *[c.id for c in strays])
+            self.project.run(commands.remove([c.id for c in strays], force=True))
         self.running = [c for c in web if c.version == app]
         self.with_worker = self.project.has_service("worker")
         if self.with_worker:
@@ -92,8 +119,8 @@ class Deployment:
             if strays:
                 # Stopped, not killed: a task they hold goes back to the queue.
                 self.console.note(f"stopping {len(strays)} worker(s) of an unfinished deploy")
-                self.project.docker("stop", *[c.id for c in strays])
-                self.project.docker("rm", "--force", *[c.id for c in strays])
+                self.project.run(commands.stop(c.id for c in strays))
+                self.project.run(commands.remove([c.id for c in strays], force=True))
             self.workers_running = [c for c in workers if c.version == app]
         if not self.running:
             self.console.note(f"nothing runs yet: {self.target.app} brings the stack up")
@@ -105,7 +132,7 @@ class Deployment:
             self.history.append(app, proxy)
         self.console.note(f"{app} serves with {len(self.running)} web container(s)")
         if app == self.target.app:
-            raise OpsError(f"{app} already serves; nothing to deploy")
+            raise NothingToDeploy(f"{app} already serves; nothing to deploy")
 
     def ensure_images(self) -> None:
         names = self.images.names(self.target.app, self.target.proxy)
@@ -115,11 +142,11 @@ class Deployment:
                 self.console.note(f"{image}: on this VM")
                 continue
             # The proxy is always buildable from the checkout; the release, when asked to.
-            source = self.source if service == "web" else (self.source or "build")
-            if source == "pull":
+            source = self.source if service == "web" else (self.source or BUILD)
+            if source == PULL:
                 self.console.note(f"{image}: pulling")
-                self.images.pull(service, self.target.app, self.target.proxy)
-            elif source == "build":
+                self.images.pull(image)
+            elif source == BUILD:
                 self.console.note(f"{image}: building from {self.project.directory}")
                 self.images.build(service, self.target.app, self.target.proxy)
             else:
@@ -130,14 +157,13 @@ class Deployment:
                 )
 
     def up(self) -> None:
-        self.project.compose(
-            "up", "--detach", "--wait", "--no-build", "--pull", "never",
-            env=self.target.env, what="docker compose up", timeout=READY_TIMEOUT_S + 300,
+        self.project.run(
+            commands.up(wait=True), env=self.target.env, what="docker compose up",
+            timeout=READY_TIMEOUT_S + 300,
         )  # fmt: skip
 
     def publish(self) -> None:
-        output = self.run_release("publish", *PUBLISH, release=self.target)
-        self.console.note(output)
+        self.console.note(self.run_release("publish", *PUBLISH, release=self.target))
 
     def migrate(self) -> None:
         try:
@@ -155,9 +181,8 @@ class Deployment:
             # not got yet; B's web reads it too. init-secrets keeps the secrets it finds.
             self.console.note(self.run_release("init-secrets", release=self.target))
         count = len(self.running)
-        self.project.compose(
-            "up", "--detach", "--no-deps", "--no-recreate", "--no-build", "--pull", "never",
-            "--scale", f"web={2 * count}", "web",
+        self.project.run(
+            commands.up("web", no_deps=True, no_recreate=True, scale={"web": 2 * count}),
             env=self.target.env, what="starting the new web containers",
         )  # fmt: skip
         self.started = self.containers_of(self.target.app)
@@ -168,46 +193,30 @@ class Deployment:
     def start_workers(self) -> None:
         """B's workers beside A's: both take tasks from the queue until A's retire. The broker
         is started first when the worker is new to this stack (its override just added)."""
-        self.project.compose(
-            "up", "--detach", "--wait", "--no-deps", "--no-recreate", "--no-build",
-            "--pull", "never", "redis", env=self.target.env, what="starting the broker",
-            timeout=READY_TIMEOUT_S,
+        self.project.run(
+            commands.up("redis", wait=True, no_deps=True, no_recreate=True),
+            env=self.target.env, what="starting the broker", timeout=READY_TIMEOUT_S,
         )  # fmt: skip
-        count = max(1, len(self.workers_running))
-        self.project.compose(
-            "up", "--detach", "--no-deps", "--no-recreate", "--no-build", "--pull", "never",
-            "--scale", f"worker={len(self.workers_running) + count}", "worker",
+        count = len(self.workers_running) + max(1, len(self.workers_running))
+        self.project.run(
+            commands.up("worker", no_deps=True, no_recreate=True, scale={"worker": count}),
             env=self.target.env, what="starting the new workers",
         )  # fmt: skip
         self.workers_started = self.containers_of(self.target.app, "worker")
         self.console.note(f"{len(self.workers_started)} worker(s) of {self.target.app} started")
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        waiting = list(self.started) + list(self.workers_started)
-        while waiting:
-            current = {
-                c.id: c
-                for service in {c.service for c in waiting}
-                for c in self.containers_of(self.target.app, service)
-            }
-            for container in list(waiting):
-                state = current.get(container.id)
-                if state is None or state.state in ("exited", "dead", "restarting"):
-                    raise self.not_ready(container, "stopped while starting")
-                if state.health == "unhealthy":
-                    raise self.not_ready(container, "is unhealthy")
-                # A worker is ready when healthy: its consumer is connected to the broker.
-                if state.health == "healthy" and (
-                    container.service == "worker" or self.answers_ready(container)
-                ):
-                    waiting.remove(container)
-            if waiting and time.monotonic() > deadline:
-                raise self.not_ready(waiting[0], f"was not ready within {READY_TIMEOUT_S} s")
-            if waiting:
-                time.sleep(POLL_S)
-        started = len(self.started) + len(self.workers_started)
-        self.console.note(f"{started} container(s) healthy and ready")
+        started = [*self.started, *self.workers_started]
+        try:
+            wait_ready(self.project, started, self.target_containers)
+        except NotReady as late:
+            kind = "web container" if late.container.service == "web" else late.container.service
+            raise OpsError(
+                f"{self.target.app}'s {kind} {late.container.name} {late.why}; "
+                f"{self.current_app} still serves. Its last log lines:",
+                self.project.logs(late.container),
+            ) from None
+        self.console.note(f"{len(started)} container(s) healthy and ready")
 
     def switch(self) -> None:
         self.run_release("publish", *PUBLISH, "--activate", release=self.target)
@@ -216,47 +225,63 @@ class Deployment:
         wanted = self.images.image_id(
             self.images.names(self.target.app, self.target.proxy)["nginx"]
         )
-        if nginx and nginx[0].image_id == wanted:
-            reloaded = self.project.compose(
-                "exec", "-T", "nginx", "reload-site", what="nginx reload-site", timeout=120
+        # The same proxy image and settings: a reload. A new proxy, or nginx's settings changed
+        # in .env since it started: a new container, which reads them.
+        same_settings = nginx and nginx[0].config_hash == self.project.config_hash(
+            "nginx", self.target.env
+        )
+        if nginx and nginx[0].image_id == wanted and same_settings:
+            reloaded = self.project.run(
+                commands.in_service("nginx", "reload-site"), what="nginx reload-site", timeout=120
             )
             self.console.note(reloaded.stdout.strip())
             return
         started = time.monotonic()
-        self.project.compose(
-            "up", "--detach", "--wait", "--no-deps", "--no-build", "--pull", "never", "nginx",
-            env=self.target.env, what="replacing nginx", timeout=READY_TIMEOUT_S,
+        self.project.run(
+            commands.up("nginx", wait=True, no_deps=True), env=self.target.env,
+            what="replacing nginx", timeout=READY_TIMEOUT_S,
         )  # fmt: skip
         self.nginx_replaced = True
-        self.console.note(f"nginx replaced by proxy {self.target.proxy} in "
+        why = "its settings changed" if nginx and nginx[0].image_id == wanted else "a new proxy"
+        self.console.note(f"nginx replaced ({why}: proxy {self.target.proxy}) in "
                           f"{time.monotonic() - started:.1f} s")  # fmt: skip
 
     def retire(self) -> None:
-        ids = [c.id for c in self.running]
+        self.retire_containers(self.running, "web container(s)")
+        # A worker's stop: running tasks get the soft shutdown's time to finish, the rest go
+        # back to the queue (compose.worker.yaml); B's workers take them.
+        self.retire_containers(self.workers_running, "worker(s)")
+        # Services of a compose file dropped on purpose (--without): the worker switched off.
+        defined = set(self.project.config()["services"])
+        dropped = [c for c in self.project.all_containers() if c.service not in defined]
+        self.retire_containers(dropped, "container(s) of services no longer defined")
+
+    def retire_containers(self, containers: list[Container], kind: str) -> None:
+        if not containers:
+            return
+        ids = [c.id for c in containers]
         # docker stop waits up to the container's stop_grace_period for requests in flight.
-        self.project.docker("stop", *ids, what="stopping the previous web containers")
-        self.project.docker("rm", *ids, what="removing the previous web containers")
-        self.console.note(f"{len(ids)} web container(s) of {self.current_app} stopped and removed")
-        if self.workers_running:
-            # A worker's stop: running tasks get the soft shutdown's time to finish, the rest
-            # go back to the queue (compose.worker.yaml); B's workers take them.
-            workers = [c.id for c in self.workers_running]
-            self.project.docker("stop", *workers, what="stopping the previous workers")
-            self.project.docker("rm", *workers, what="removing the previous workers")
-            self.console.note(f"{len(workers)} worker(s) of {self.current_app} stopped and removed")
+        self.project.run(commands.stop(ids), what=f"stopping the previous {kind}")
+        saved = logs.keep(self.project, containers)
+        self.project.run(commands.remove(ids), what=f"removing the previous {kind}")
+        self.console.note(f"{len(ids)} {kind} of {self.current_app} stopped and removed; their "
+                          f"logs kept: {', '.join(p.name for p in saved)}")  # fmt: skip
 
     def record(self) -> None:
-        self.project.set_settings(self.target.env)
+        # Plain compose then runs this release as it is, never rebuilding its tag (compose.yaml).
+        self.project.set_settings({**self.target.env, "IMAGE_POLICY": RELEASE_IMAGE_POLICY})
         self.history.append(self.target.app, self.target.proxy)
         keep = self.history.kept(self.keep_versions())
         removed = self.prune_images(keep)
         pruned = self.run_release(
-            "publish", "python", "/app/scripts/prune_releases.py", *[e.app for e in keep],
-            release=self.target,
-        )  # fmt: skip
-        self.console.note(f".env: APP_VERSION={self.target.app} NGINX_VERSION={self.target.proxy}")
+            "publish", *PRUNE_RELEASES, *[e.app for e in keep], release=self.target
+        )
+        old_logs = logs.prune(self.project, [e.app for e in keep])
+        self.console.note(f".env: APP_VERSION={self.target.app} NGINX_VERSION={self.target.proxy} "
+                          f"IMAGE_POLICY={RELEASE_IMAGE_POLICY}")  # fmt: skip
         self.console.note(f"kept versions {', '.join(e.app for e in keep)}; images removed: "
-                          f"{', '.join(removed) or 'none'}; {pruned}")  # fmt: skip
+                          f"{', '.join(removed) or 'none'}; {pruned}; {old_logs} old log "
+                          "file(s) removed")  # fmt: skip
 
     # --- undoing ----------------------------------------------------------------------------
 
@@ -267,20 +292,20 @@ class Deployment:
         if self.switched:
             self.run_release("publish", *PUBLISH, "--activate", release=self.current)
             if self.nginx_replaced:
-                self.project.compose(
-                    "up", "--detach", "--wait", "--no-deps", "--no-build", "--pull", "never",
-                    "nginx", env=self.current.env, check=False, timeout=READY_TIMEOUT_S,
+                self.project.run(
+                    commands.up("nginx", wait=True, no_deps=True), env=self.current.env,
+                    check=False, timeout=READY_TIMEOUT_S,
                 )  # fmt: skip
             else:
-                self.project.compose("exec", "-T", "nginx", "reload-site", check=False)
+                self.project.run(commands.in_service("nginx", "reload-site"), check=False)
         leftovers = self.containers_of(self.target.app)
         if leftovers:
-            self.project.docker("rm", "--force", *[c.id for c in leftovers], check=False)
+            self.project.run(commands.remove([c.id for c in leftovers], force=True), check=False)
         workers = self.containers_of(self.target.app, "worker") if self.with_worker else []
         if workers:
             # Stopped first: a task one of them holds goes back to the queue for A's workers.
-            self.project.docker("stop", *[c.id for c in workers], check=False)
-            self.project.docker("rm", "--force", *[c.id for c in workers], check=False)
+            self.project.run(commands.stop(c.id for c in workers), check=False)
+            self.project.run(commands.remove([c.id for c in workers], force=True), check=False)
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -291,26 +316,18 @@ class Deployment:
     def run_release(self, service: str, *command: str, release: Release) -> str:
         """A one-off container of `service` in `release`'s image; its last line of output
         (the scripts' result; log lines come before it)."""
-        result = self.project.compose(
-            "run", "--rm", "--no-deps", "-T", service, *command,
-            env=release.env, what=f"{release.app}: {' '.join(command[1:2]) or service}",
+        result = self.project.run(
+            commands.one_off(service, *command), env=release.env,
+            what=f"{release.app}: {' '.join(command[1:2]) or service}",
         )  # fmt: skip
         return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 
     def containers_of(self, app: str, service: str = "web") -> list[Container]:
         return [c for c in self.project.containers(service) if c.version == app]
 
-    def answers_ready(self, container: Container) -> bool:
-        probe = self.project.docker("exec", container.id, *READINESS, check=False, timeout=30)
-        return probe.returncode == 0
-
-    def not_ready(self, container: Container, why: str) -> OpsError:
-        kind = "web container" if container.service == "web" else container.service
-        return OpsError(
-            f"{self.target.app}'s {kind} {container.name} {why}; {self.current_app} "
-            "still serves. Its last log lines:",
-            self.project.logs(container),
-        )
+    def target_containers(self) -> list[Container]:
+        services = ("web", "worker") if self.with_worker else ("web",)
+        return [c for service in services for c in self.containers_of(self.target.app, service)]
 
     def keep_versions(self) -> int:
         value = self.project.setting("OPS_KEEP_VERSIONS", str(DEFAULT_KEEP_VERSIONS))
@@ -369,12 +386,30 @@ class Deployment:
         return f"{self.target.app} serves; the stack is up"
 
 
-def deploy(project: Project, console: Console, version: str | None, source: str | None) -> str:
-    app = check_version(version) if version else checkout_version(project.directory)
-    if version is None and source is None:
-        source = "build"
-    target = Release(app, proxy_version(project.directory))
-    return Deployment(project, console, target, source).run()
+def deploy(
+    project: Project,
+    console: Console,
+    version: str | None,
+    source: str | None,
+    *,
+    refresh_base: bool = False,
+    without: tuple[str, ...] = (),
+) -> str:
+    images = Images(project)
+    if refresh_base:
+        console.say("pulling the newest base images")
+    if version is None:
+        app = images.checkout_version(refresh=refresh_base)
+        source = source or BUILD
+    else:
+        app = check_version(version)
+    target = Release(app, images.proxy_version())
+    try:
+        return Deployment(project, console, target, source, without).run()
+    except NothingToDeploy:
+        if not refresh_base:
+            raise
+        return f"{app} already serves: the base images have not changed since it was built"
 
 
 ROLLBACK_CHOICES = (
@@ -385,7 +420,9 @@ ROLLBACK_CHOICES = (
 )
 
 
-def rollback(project: Project, console: Console, schema: str | None) -> str:
+def rollback(
+    project: Project, console: Console, schema: str | None, without: tuple[str, ...] = ()
+) -> str:
     history = History(project.state_dir)
     current = project.setting("APP_VERSION", "latest")
     previous = history.previous(current)
@@ -393,12 +430,8 @@ def rollback(project: Project, console: Console, schema: str | None) -> str:
         raise OpsError(f"no earlier version than {current} in {history.path}; nothing to return to")
     console.say(f"returning to {previous.app} (proxy {previous.proxy}) from {current}")
     target = Release(previous.app, previous.proxy)
-    deployment = Deployment(project, console, target, None)
-    state = json.loads(
-        deployment.run_release(
-            "web", "python", "/app/scripts/unknown_migrations.py", release=target
-        )
-    )
+    deployment = Deployment(project, console, target, None, without)
+    state = json.loads(deployment.run_release("web", *UNKNOWN_MIGRATIONS, release=target))
     if state["unknown"]:
         names = ", ".join(state["unknown"])
         if schema is None:

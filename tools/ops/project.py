@@ -1,10 +1,13 @@
-"""The compose project on this VM, as the verbs see it: its directory and .env, the docker and
-compose commands run in it, the lock that keeps verbs from running at once, and the containers
-of each service.
+"""The compose project on this VM, as the verbs see it: its folder and .env, the compose files
+in use, the commands run in it, the lock that keeps verbs from running at once, and the
+containers of each service.
 
-Every compose command runs in the project directory, so compose reads the operator's .env
-there (COMPOSE_FILE, COMPOSE_PROJECT_NAME and every setting) exactly as a hand-typed
-`docker compose` would; a verb only overrides the version variables it is switching.
+The compose files are chosen one way: COMPOSE_FILE (in .env, or the environment), as compose
+itself reads it when no `-f` is given; without it, compose's default (compose.yaml, plus
+compose.override.yaml if there is one). Compose records on every container the files it was
+created from; a verb that would run the stack from other files than its running containers'
+stops and says so (`compose_files_check`), rather than dropping an override (TLS, the
+operator's secrets, an external database) without a word.
 """
 
 from __future__ import annotations
@@ -13,22 +16,27 @@ import fcntl
 import json
 import os
 import re
-import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.ops import commands
 from tools.ops.console import OpsError
+from tools.ops.runner import Runner
 
 # Engine 25: healthcheck start_interval. Compose 2.35: recreating web no longer stops the
 # services that depend on it (nginx) unless they ask to (docs/operations.md, Updating).
 MIN_ENGINE = (25, 0)
 MIN_COMPOSE = (2, 35)
-COMMAND_TIMEOUT_S = 900
 STATE_DIR = ".ops"
 ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+DEFAULT_FILES = ("compose.yaml",)
+DEFAULT_OVERRIDE = "compose.override.yaml"
+CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
+CONFIG_HASH_LABEL = "com.docker.compose.config-hash"
+ONE_OFF_LABEL = "com.docker.compose.oneoff"
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -70,8 +78,7 @@ def write_env_values(path: Path, updates: Mapping[str, str]) -> None:
     handle, partial = tempfile.mkstemp(dir=path.parent, prefix=".env.")
     with os.fdopen(handle, "w") as out:
         out.write("\n".join(lines) + "\n")
-    if path.exists():
-        os.chmod(partial, path.stat().st_mode & 0o777)
+    os.chmod(partial, path.stat().st_mode & 0o777 if path.exists() else 0o600)
     os.replace(partial, path)
 
 
@@ -84,6 +91,13 @@ class Container:
     state: str
     health: str
     image_id: str
+    config_files: tuple[str, ...] = ()
+    config_hash: str = ""
+
+    @property
+    def serving(self) -> bool:
+        """Running, and healthy when it has a health check."""
+        return self.state == "running" and self.health in ("healthy", "none")
 
 
 class Project:
@@ -93,6 +107,7 @@ class Project:
             raise OpsError(f"no compose.yaml in {directory}; run ./ops from the project's folder")
         self.env_file = directory / ".env"
         self.state_dir = directory / STATE_DIR
+        self.runner = Runner(directory)
         self._config: dict | None = None
 
     # --- settings ---------------------------------------------------------------------------
@@ -108,7 +123,7 @@ class Project:
         """compose's view of the project (`docker compose config`), read once."""
         if self._config is None:
             self._config = json.loads(
-                self.compose("config", "--format", "json", what="docker compose config").stdout
+                self.run(commands.config_json(), what="docker compose config").stdout
             )
         return self._config
 
@@ -116,61 +131,79 @@ class Project:
         """The compose project's name: COMPOSE_PROJECT_NAME, else `name:` in compose.yaml."""
         return self.config()["name"]
 
+    def has_service(self, service: str) -> bool:
+        """Whether the compose files in use define `service`."""
+        return service in self.config()["services"]
+
+    # --- compose files ----------------------------------------------------------------------
+
+    def compose_files(self) -> list[str]:
+        """The compose files `docker compose` (no -f) uses here, as absolute paths."""
+        chosen = self.setting("COMPOSE_FILE")
+        if chosen:
+            separator = self.setting("COMPOSE_PATH_SEPARATOR", os.pathsep)
+            names = [name for name in chosen.split(separator) if name]
+        else:
+            names = list(DEFAULT_FILES)
+            if (self.directory / DEFAULT_OVERRIDE).exists():
+                names.append(DEFAULT_OVERRIDE)
+        return [str((self.directory / name).resolve()) for name in names]
+
+    def compose_files_check(self, dropping: Iterable[str] = ()) -> list[str]:
+        """Refuse when a running container was created from a compose file that this verb
+        would not use (unless that file is in `dropping`, named on purpose); return the files
+        this verb adds to the running stack's (an override being switched on)."""
+        using = self.compose_files()
+        created_from: set[str] = set()
+        for container in self.all_containers():
+            created_from.update(container.config_files)
+        dropped = sorted(created_from - set(using))
+        named = {str((self.directory / name).resolve()) for name in dropping}
+        unexpected = [path for path in dropped if path not in named]
+        if unexpected:
+            files = ", ".join(self.relative(path) for path in unexpected)
+            wanted = ":".join(self.relative(p) for p in sorted(created_from | set(using),
+                                                              key=_file_order(using)))  # fmt: skip
+            raise OpsError(
+                f"the running containers were created with {files}, which COMPOSE_FILE "
+                f"({self.relative_list(using)}) does not name: put COMPOSE_FILE={wanted} in "
+                f"{self.env_file}, or, to stop using it, add --without {files.split(', ')[0]}"
+            )
+        return [path for path in using if created_from and path not in created_from]
+
+    def relative(self, path: str) -> str:
+        try:
+            return str(Path(path).relative_to(self.directory))
+        except ValueError:
+            return path
+
+    def relative_list(self, paths: list[str]) -> str:
+        return ":".join(self.relative(path) for path in paths)
+
     # --- commands ---------------------------------------------------------------------------
 
-    def run(
-        self,
-        command: list[str],
-        *,
-        env: Mapping[str, str] | None = None,
-        check: bool = True,
-        timeout: float = COMMAND_TIMEOUT_S,
-        what: str = "",
-    ) -> subprocess.CompletedProcess[str]:
-        try:
-            result = subprocess.run(
-                command,
-                cwd=self.directory,
-                env={**os.environ, **(env or {})},
-                # Never the operator's: `compose run` would forward it to the container, and
-                # the prompt of `./ops restore` reads it.
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except FileNotFoundError:
-            raise OpsError(f"{command[0]} is not installed (this VM needs Docker)") from None
-        except subprocess.TimeoutExpired:
-            raise OpsError(
-                f"{what or ' '.join(command[:3])} did not finish in {timeout} s"
-            ) from None
-        if check and result.returncode != 0:
-            message = (result.stderr.strip() or result.stdout.strip()).splitlines()
-            raise OpsError(
-                f"{what or ' '.join(command[:3])} failed (exit {result.returncode})",
-                "\n".join(message[-15:]),
-            )
-        return result
+    def run(self, command: list[str], **kwargs):
+        return self.runner.run(command, **kwargs)
 
-    def compose(self, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:
-        return self.run(["docker", "compose", *args], **kwargs)
+    def stream(self, command: list[str], **kwargs) -> Iterator[bytes]:
+        return self.runner.stream(command, **kwargs)
 
-    def docker(self, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:
-        return self.run(["docker", *args], **kwargs)
+    def output(self, command: list[str], **kwargs) -> bytes:
+        return self.runner.output(command, **kwargs)
 
     def check_versions(self) -> tuple[str, str]:
         """(engine, compose) versions, or OpsError naming the minimum."""
-        engine = self.docker(
-            "version", "--format", "{{.Server.Version}}", what="asking the Docker engine"
-        ).stdout.strip()
+        engine = self.run(commands.engine_version(), what="asking the Docker engine").stdout
+        engine = engine.strip()
         if parse_version(engine) < MIN_ENGINE:
             raise OpsError(f"Docker Engine {engine} is too old; ops needs {_dotted(MIN_ENGINE)}+")
-        result = self.compose("version", "--short", check=False)
+        result = self.run(commands.compose_version(), check=False)
         compose = result.stdout.strip()
         if result.returncode != 0 or not compose:
-            raise OpsError(f"docker compose is missing; ops needs compose {_dotted(MIN_COMPOSE)}+")
+            raise OpsError(
+                f"docker compose is missing; ops needs the Docker Compose plugin "
+                f"{_dotted(MIN_COMPOSE)}+"
+            )
         if parse_version(compose) < MIN_COMPOSE:
             raise OpsError(
                 f"docker compose {compose} is too old; ops needs {_dotted(MIN_COMPOSE)}+ "
@@ -203,47 +236,67 @@ class Project:
 
     # --- containers -------------------------------------------------------------------------
 
-    def has_service(self, service: str) -> bool:
-        """Whether the compose files in use (COMPOSE_FILE in .env) define `service`."""
-        names = self.compose("config", "--services", what="reading the compose files").stdout
-        return service in names.split()
-
     def containers(self, service: str) -> list[Container]:
         """The service's containers, running or not, oldest number first."""
-        ids = self.compose("ps", "--all", "--quiet", service).stdout.split()
+        ids = self.run(commands.service_containers(service)).stdout.split()
+        return self.inspect(ids, service)
+
+    def all_containers(self) -> list[Container]:
+        """Every container of the project's services, one-off ones aside."""
+        ids = self.run(commands.project_containers(self.name())).stdout.split()
+        return [c for c in self.inspect(ids) if c.service]
+
+    def inspect(self, ids: list[str], service: str | None = None) -> list[Container]:
         if not ids:
             return []
-        inspected = json.loads(self.docker("container", "inspect", *ids).stdout)
         found = []
-        for item in inspected:
+        for item in json.loads(self.run(commands.inspect(*ids)).stdout):
             labels = item["Config"].get("Labels") or {}
+            if labels.get(ONE_OFF_LABEL) == "True":
+                continue
             state = item["State"]
+            files = labels.get(CONFIG_FILES_LABEL, "")
             found.append(
                 Container(
                     id=item["Id"][:12],
                     name=item["Name"].lstrip("/"),
-                    service=service,
+                    service=service or labels.get("com.docker.compose.service", ""),
                     version=labels.get("org.opencontainers.image.version", "?"),
                     state=state["Status"],
                     health=(state.get("Health") or {}).get("Status", "none"),
                     image_id=item["Image"],
+                    config_files=tuple(f for f in files.split(",") if f),
+                    config_hash=labels.get(CONFIG_HASH_LABEL, ""),
                 )
             )
-        return sorted(
-            found, key=lambda c: int(c.name.rsplit("-", 1)[-1]) if c.name[-1].isdigit() else 0
-        )
+        return sorted(found, key=_container_number)
+
+    def config_hash(self, service: str, env: Mapping[str, str]) -> str:
+        """What compose would label a new container of `service` with, given `env`."""
+        printed = self.run(commands.config_hash(service), env=env, what="docker compose config")
+        return printed.stdout.split()[-1]
 
     def active_release(self) -> str | None:
         """The release nginx serves (the site volume's `current`), when nginx runs."""
-        result = self.compose(
-            "exec", "-T", "nginx", "readlink", "/srv/site/current", check=False, timeout=30
+        result = self.run(
+            commands.in_service("nginx", "readlink", "/srv/site/current"), check=False, timeout=30
         )
         link = result.stdout.strip()
         return link.rsplit("/", 1)[-1] if result.returncode == 0 and link else None
 
     def logs(self, container: Container, lines: int = 20) -> str:
-        result = self.docker("logs", "--tail", str(lines), container.id, check=False)
+        result = self.run(commands.logs(container.id, tail=lines), check=False)
         return (result.stdout + result.stderr).strip()
+
+
+def _container_number(container: Container) -> tuple[str, int]:
+    number = container.name.rsplit("-", 1)[-1]
+    return container.service, int(number) if number.isdigit() else 0
+
+
+def _file_order(using: list[str]):
+    """Sort key: the files in use in their order, others after them."""
+    return lambda path: (using.index(path) if path in using else len(using), path)
 
 
 def _dotted(version: tuple[int, ...]) -> str:

@@ -26,18 +26,16 @@ import sys
 import time
 from pathlib import Path
 
-from tools.ops import archive
+from tools.ops import archive, commands
 from tools.ops.archive import ArchiveError, Checked
 from tools.ops.backup import human_size
 from tools.ops.console import Console, OpsError
 from tools.ops.data import Data
+from tools.ops.deploy import MIGRATE
 from tools.ops.project import Project
+from tools.ops.readiness import NotReady, wait_ready
 
 STEPS = ("verify", "check", "maintenance", "database", "photos", "switch", "migrate", "serve")
-READY_TIMEOUT_S = 180
-POLL_S = 1
-MIGRATE = ("python", "/app/scripts/migrate.py")
-READINESS = ("python", "/app/scripts/healthcheck.py", "/readyz")
 RESTORING_SUFFIX = "_restoring"
 SET_ASIDE_SUFFIX = "_before_restore"
 
@@ -49,8 +47,17 @@ class Restore:
         self.path = path
         self.replace = replace
         self.data = Data(project)
-        # Whether web must be started again by undo().
+        # Found by verify: the project and the archive, checked.
+        self.name = ""
+        self.checked: Checked | None = None
+        self.manifest: dict = {}
+        # Found by check: the release, the database role and the three database names.
+        self.app = ""
+        self.role = self.live = self.restoring = self.set_aside = ""
+        # Whether web must be started again by undo(), and whether the site already serves the
+        # restored data (from then on a failed clean-up is not undone).
         self.web_stopped = False
+        self.done = False
 
     # --- the steps --------------------------------------------------------------------------
 
@@ -58,10 +65,11 @@ class Restore:
         engine, compose = self.project.check_versions()
         self.name = self.project.name()
         self.console.note(f"Docker Engine {engine}, compose {compose}; project {self.name}")
+        self.project.compose_files_check()
         if not self.path.is_file():
             raise OpsError(f"{self.path} is not a file")
         try:
-            self.checked: Checked = archive.check(self.path)
+            self.checked = archive.check(self.path)
         except ArchiveError as error:
             raise OpsError(f"{self.path.name} is refused: {error}; nothing changed") from None
         if self.checked.project != self.name:
@@ -141,15 +149,15 @@ class Restore:
 
     def switch(self) -> None:
         self.web_stopped = True
-        self.project.compose("stop", "web", what="stopping web", timeout=120)
+        self.project.run(commands.stop_service("web"), what="stopping web", timeout=120)
         self.data.rename_databases([(self.live, self.set_aside), (self.restoring, self.live)])
         self.console.note(self.data.media("swap"))
         self.console.note(f"web stopped; database {self.live} and the photos are the archive's; "
                           f"the previous ones are kept aside until the site serves")  # fmt: skip
 
     def migrate(self) -> None:
-        result = self.project.compose(
-            "run", "--rm", "--no-deps", "-T", "web", *MIGRATE, what="the release's migrations"
+        result = self.project.run(
+            commands.one_off("web", *MIGRATE), what="the release's migrations"
         )
         applied = (result.stdout + result.stderr).count("Applying ")
         self.console.note(f"{applied} migration(s) of release {self.app} applied")
@@ -205,29 +213,22 @@ class Restore:
         return archive.chunks_of(self.path, self.checked.members[archive.DUMP])
 
     def start_web(self) -> None:
-        self.project.compose("start", "web", what="starting web", timeout=120)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            web = [c for c in self.project.containers("web") if c.state != "exited"]
-            ready = web and all(
-                c.health == "healthy"
-                and self.project.docker("exec", c.id, *READINESS, check=False).returncode == 0
-                for c in web
-            )
-            if ready:
-                self.console.note(f"{len(web)} web container(s) healthy and ready")
-                return
-            if time.monotonic() > deadline:
-                logs = self.project.logs(web[0]) if web else ""
-                raise OpsError(f"web was not ready within {READY_TIMEOUT_S} s", logs)
-            time.sleep(POLL_S)
+        self.project.run(commands.start_service("web"), what="starting web", timeout=120)
+        web = self.project.containers("web")
+        try:
+            wait_ready(self.project, web, lambda: self.project.containers("web"))
+        except NotReady as late:
+            raise OpsError(
+                f"web container {late.container.name} {late.why}. Its last log lines:",
+                self.project.logs(late.container),
+            ) from None
+        self.console.note(f"{len(web)} web container(s) healthy and ready")
 
     def run(self) -> str:
         with self.console.step("verify"):
             self.verify()
         with self.console.step("check"):
             self.check()
-        self.done = False
         try:
             for name, action in (
                 ("maintenance", self.maintenance), ("database", self.database),

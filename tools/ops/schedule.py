@@ -6,12 +6,16 @@ missed while the VM was off (Persistent=true); a failed run leaves the unit fail
 needs nothing in the stack. A compose service would have to reach the Docker socket, which is
 root on the VM; cron drops the output unless mail is set up and forgets missed runs.
 
-The timer runs exactly `ops backup` in the project folder, as the folder's owner (who runs the
-other verbs, so the archives and .ops/ stay theirs).
+The timer runs exactly `ops backup --wait BOOT_WAIT_S` in the project folder, as the folder's
+owner (who runs the other verbs, so the archives and .ops/ stay theirs), who must be allowed to
+use Docker: root, or a member of the `docker` group (checked here). At boot a missed run starts
+as soon as the engine does, before the stack is up: `--wait` lets it wait for the database to
+be healthy, bounded, instead of failing.
 """
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import tempfile
@@ -23,6 +27,9 @@ from tools.ops.project import Project
 STEPS = ("units", "enable")
 SYSTEMD_DIR = Path("/etc/systemd/system")
 DEFAULT_CALENDAR = "*-*-* 03:17:00"
+# A boot's engine start, the database's recovery and health check: well within this.
+BOOT_WAIT_S = 600
+DOCKER_GROUP = "docker"
 
 
 def unit_name(project_name: str) -> str:
@@ -43,7 +50,7 @@ After=docker.service
 Type=oneshot
 User={user}
 WorkingDirectory={directory}
-ExecStart="{directory}/ops" backup
+ExecStart="{directory}/ops" backup --wait {BOOT_WAIT_S}
 # Every line of the verb's output goes to the journal under this name; a failure is one line
 # starting "backup: failed at", and the unit is left failed (systemctl --failed).
 SyslogIdentifier={name}
@@ -64,6 +71,17 @@ WantedBy=timers.target
     return {f"{name}.service": service, f"{name}.timer": timer}
 
 
+def may_use_docker(user: str) -> bool:
+    """Root, or a member of the docker group (the socket's group on Docker's packages)."""
+    if user == "root":
+        return True
+    try:
+        group = grp.getgrnam(DOCKER_GROUP)
+    except KeyError:
+        return False
+    return user in group.gr_mem or pwd.getpwnam(user).pw_gid == group.gr_gid
+
+
 def write_atomically(path: Path, text: str) -> None:
     handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(handle, "w") as out:
@@ -82,6 +100,11 @@ def schedule(
     user = pwd.getpwuid(directory.stat().st_uid).pw_name
     target = unit_dir or SYSTEMD_DIR
     with console.step("units"):
+        if not may_use_docker(user):
+            raise OpsError(
+                f"{user} owns {directory} and would run the backups, but may not use Docker: "
+                f"add them to the {DOCKER_GROUP} group (usermod -aG {DOCKER_GROUP} {user})"
+            )
         if not target.is_dir():
             raise OpsError(f"{target} is not a folder (is this a systemd VM?)")
         try:
