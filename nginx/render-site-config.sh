@@ -61,8 +61,11 @@ server_names() {
 # What a request for a host name nginx does not serve gets: until the operator has named the
 # hosts (a first start: the VM's address typed into a browser), a page saying how (421);
 # afterwards nothing at all (444: the connection closes unanswered), so scanners learn nothing.
+# compose passes NGINX_HOSTS_CONFIGURED empty until DJANGO_ALLOWED_HOSTS is set in .env; the
+# image run on its own, without the variable, has its hosts from whoever ran it.
 unknown_host_status() {
-  if [ "$(boolean NGINX_HOSTS_CONFIGURED "${NGINX_HOSTS_CONFIGURED:-false}")" = true ]; then
+  configured=${NGINX_HOSTS_CONFIGURED-true}
+  if [ -n "$configured" ] && [ "$(boolean NGINX_HOSTS_CONFIGURED "$configured")" = true ]; then
     printf 444
     return 0
   fi

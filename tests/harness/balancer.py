@@ -2,9 +2,12 @@
 
 Only what HAProxy cannot start without, or what docs/operations.md tells a balancer to do, is
 set: HTTP mode, the three timeouts (HAProxy has none by default), and a health check of each
-VM on `/readyz`. Retries, connection reuse and the check's timing stay HAProxy's defaults
-(`retries 3`, `retry-on conn-failure`, `http-reuse safe`, a check every 2 s, down after 3 failed
-ones), so a test through it sees what a visitor behind an untuned balancer sees.
+VM on `/readyz`. With `https=True` it plays a balancer that ends TLS for the visitors, as cloud
+ones do: it says so in `X-Forwarded-Proto: https` and passes the client's address in
+`X-Forwarded-For` (the tests' visitors then speak plain HTTP to it). Retries, connection reuse
+and the check's timing stay HAProxy's defaults (`retries 3`, `retry-on conn-failure`,
+`http-reuse safe`, a check every 2 s, down after 3 failed ones), so a test through it sees what
+a visitor behind an untuned balancer sees.
 
 It runs in a container on the host's network (it reaches the VMs' published ports on
 loopback, or the nodes' addresses), labelled with the run id like everything tests start. Its
@@ -37,6 +40,10 @@ HEALTH_CHECK = "/readyz"
 # HAProxy refuses to guess these; generous, so they never decide a test.
 TIMEOUTS = {"connect": "5s", "client": "60s", "server": "60s"}
 UP_BOUND_S = 60
+TLS_ENDS_HERE = """\
+    option forwardfor
+    http-request set-header X-Forwarded-Proto https
+"""
 
 CONFIG = """\
 global
@@ -50,7 +57,7 @@ defaults
     timeout server {server}
 frontend site
     bind 127.0.0.1:{port}
-    default_backend vms
+{tls_ends_here}    default_backend vms
 frontend stats
     bind 127.0.0.1:{stats_port}
     stats enable
@@ -102,7 +109,12 @@ class Balancer:
 
 @contextmanager
 def balancer(
-    run_id: str, owner: str, targets: Sequence[tuple[str, int]], *, healthy: int | None = None
+    run_id: str,
+    owner: str,
+    targets: Sequence[tuple[str, int]],
+    *,
+    healthy: int | None = None,
+    https: bool = False,
 ) -> Iterator[Balancer]:
     """HAProxy in front of `targets` (address, port), once `healthy` of them (default: all)
     pass the health check (0: once it answers its stats page); removed afterwards."""
@@ -112,8 +124,9 @@ def balancer(
         for number, (address, target_port) in enumerate(targets, start=1)
     )
     config = CONFIG.format(
-        port=port, stats_port=stats_port, check=HEALTH_CHECK, servers=servers, **TIMEOUTS
-    )
+        port=port, stats_port=stats_port, check=HEALTH_CHECK, servers=servers,
+        tls_ends_here=TLS_ENDS_HERE if https else "", **TIMEOUTS,
+    )  # fmt: skip
     containers = Containers(run_id, owner)
     with tempfile.TemporaryDirectory(prefix="balancer-") as folder:
         (Path(folder) / "haproxy.cfg").write_text(config)

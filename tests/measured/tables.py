@@ -414,6 +414,42 @@ SWARM = Table(
     ),
 )
 
+REBOOT = Table(
+    header=("what", "measured", "the test fails"),
+    rows=(
+        (
+            "the Docker daemon away (stopped with the stack up, started again)",
+            m("reboot", span("daemon_away_s", 1, " s")),
+            "",
+        ),
+        (
+            "from the daemon answering to the site's first page",
+            m("reboot", span("site_back_after_daemon_s", 1, " s")),
+            "above 120 s",
+        ),
+        (
+            "`/readyz` answered 200 while the page asked right after it failed, of the samples "
+            "taken every 0.1 s",
+            m(
+                "reboot",
+                text("{r} of {n}", r=span("ready_while_a_page_failed", 0), n=span("samples", 0)),
+            ),
+            "above 0",
+        ),
+        (
+            "writes acknowledged just before, found once each afterwards",
+            m("reboot", span("acknowledged_writes", 0)),
+            "any missing or doubled",
+        ),
+        (
+            "the backup timer's catch-up run, started as the daemon answered: waited for the "
+            "database",
+            m("reboot", span("backup_waited_s", 0, " s")),
+            "if it fails",
+        ),
+    ),
+)
+
 LAYERS = (
     "venv",
     "engine",
@@ -441,5 +477,6 @@ TABLES: dict[str, Table] = {
     "backups": BACKUPS,
     "stack": STACK,
     "swarm": SWARM,
+    "reboot": REBOOT,
     "test-run": RUN,
 }

@@ -19,7 +19,7 @@ import urllib3
 
 from tests.harness import REPO
 from tests.harness.base_images import service_image
-from tests.harness.containers import Container, Containers
+from tests.harness.containers import Container, Containers, slug
 from tests.harness.polling import wait_until
 from tests.harness.ports import free_port
 from tests.harness.tls import self_signed_certificate
@@ -44,7 +44,7 @@ networks:
 
 @pytest.fixture
 def project(request, run_id: str, tmp_path) -> Iterator[OpsProject]:
-    name = f"{run_id}-override-{request.node.name.removeprefix('test_')[:12].replace('_', '-')}"
+    name = f"{run_id}-override-{slug(request.node.name.removeprefix('test_'), 12)}"
     with project_copy(name, tmp_path, {"DJANGO_ALLOWED_HOSTS": SITE_HOST}) as copy:
         yield copy
 

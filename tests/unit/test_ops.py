@@ -120,3 +120,27 @@ def test_status_that_cannot_be_read_is_unknown_for_monitoring(tmp_path):
     )  # fmt: skip
     assert as_json.returncode == 3
     assert json.loads(as_json.stdout)["status"] == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--host", "cats.example.org"], "choose one way visitors reach the site"),
+        (["--host", "https://cats.example.org/", "--plain-http"], "is not a host name"),
+        (["--host", "cats.example.org", "--balancer", "10.0.1.0/33"],
+         "is not an address or network like 10.0.1.0/24"),
+        (["--host", "cats.example.org", "--tls-dir", "nowhere"], "no tls.crt or tls.key there"),
+        ([], "say how the site is reached: ./ops init --host NAME"),
+    ],
+)  # fmt: skip
+def test_init_refuses_settings_it_cannot_write_in_one_line(tmp_path, args, reason):
+    (tmp_path / "compose.yaml").write_text("services: {}\n")
+    result = subprocess.run(
+        [str(REPO / "ops"), "init", *args], cwd=tmp_path, capture_output=True, text=True,
+        stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("init: failed at check: ")
+    assert reason in line
+    assert not (tmp_path / ".env").exists()

@@ -167,7 +167,12 @@ def run(
         return (
             {
                 "init": lambda: initialising.init(
-                    project, console, args.host, args.balancer, args.tls_dir, args.plain_http
+                    project,
+                    console,
+                    hosts=args.host,
+                    balancer=args.balancer,
+                    tls_dir=args.tls_dir,
+                    plain_http=args.plain_http,
                 ),
                 "logs": lambda: reading_logs.logs(project, console, args.service, args.since),
                 "backups": lambda: backing_up.backups(project, console, args.max_age),

@@ -26,7 +26,9 @@ from config.hosts import HOST_PATTERN
 STEPS = ("check", "write")
 TLS_OVERRIDE = "compose.tls.yaml"
 TLS_FILES = ("tls.crt", "tls.key")
+# Each way writes both, so changing ways (a trial, then production) leaves nothing behind.
 PLAIN_HTTP = {"DJANGO_SECURE_SSL_REDIRECT": "false", "DJANGO_SECURE_COOKIES": "false"}
+HTTPS = {"DJANGO_SECURE_SSL_REDIRECT": "true", "DJANGO_SECURE_COOKIES": "true"}
 WAYS = {
     "1": "HTTPS at a load balancer in front of this VM",
     "2": "HTTPS at this VM (a certificate for nginx)",
@@ -112,7 +114,7 @@ def init(
         elif ways != 1:
             raise OpsError("choose one way visitors reach the site: --balancer CIDR, "
                            "--tls-dir DIR or --plain-http")  # fmt: skip
-        settings = {"DJANGO_ALLOWED_HOSTS": check_hosts(hosts)}
+        settings = {"DJANGO_ALLOWED_HOSTS": check_hosts(hosts), **HTTPS}
         if balancer is not None:
             settings["NGINX_TRUSTED_PROXIES"] = check_networks(balancer)
         if tls_dir is not None:

@@ -22,11 +22,10 @@ of tests feeds each rule a small doc of its own, so each is shown to fail on wha
    verb of tools/ops/__main__.py's parser, and each flag after it is one of that verb's options.
 3. Links and cited sections. A markdown link to a local file points at one that exists, and its
    `#anchor` at a heading there under GitHub's rules (tests/harness/docs.py: `slug`). A citation
-   `docs/NAME.md, Heading` or `NAME.md, "Heading"` names a heading of that file, or a bold
-   run-in lead such as swarm.md's `**5. Deploy.**` (.env.example and stack.yaml cite its steps
-   as "docs/swarm.md, Deploy"): its text, case-insensitively, or the start of it. A quoted part
-   of another file
-   (`config/settings.py`, "Background work") must appear in that file.
+   `docs/NAME.md, Heading` or `NAME.md, "Heading"` names a heading of that file (its text,
+   case-insensitively, a leading step number aside, or the start of it): a bold run-in lead is
+   no heading, nothing can link to it. A quoted part of another file (`config/settings.py`,
+   "Background work") must appear in that file.
 4. Paths. A path written as code that starts with a top-level folder of the repository (app/,
    config/, docs/, tests/...) exists in the work tree (git's tracked and new unignored files;
    `*`, `<placeholder>` and a trailing / allowed). Inline code may name a path relative to
@@ -116,7 +115,7 @@ FILES = {
         "# DJANGO_COMMENTED = 1\n"
     ),
     "app/cats/views.py": "",
-    "docs/guide.md": "# Guide\n\n## Setup: the first day\n\n**5. Deploy.** Then.\n",
+    "docs/guide.md": "# Guide\n\n## Setup: the first day\n\n### 5. Deploy\n\nThen.\n",
     "tests/unit/test_a.py": "",
     "tests/run": ': "${TESTS_VENV:=.venv}"\n',
     "tests/harness/measurements.py": 'ARTIFACT = "tests/artifacts/measurements.jsonl"\n',
@@ -234,7 +233,7 @@ def test_links_to_missing_files_and_headings(sample: Project):
 [ok](guide.md#setup-the-first-day), [second](#same-1), [third](#same-2), [gone](missing.md),
 [no heading](guide.md#setup), [`README`](../README.md), [web](https://example.com/a#b),
 [folder](../config/), [a
-wrapped link](guide.md#deploy)
+wrapped link](guide.md#deploy-later)
 
 ```md
 [in a code block](nowhere.md)
@@ -244,7 +243,7 @@ wrapped link](guide.md#deploy)
         "docs/new.md:5: link to #same-2: docs/new.md has no such heading",
         "docs/new.md:5: link to missing.md: no such file",
         "docs/new.md:6: link to guide.md#setup: docs/guide.md has no such heading",
-        "docs/new.md:8: link to guide.md#deploy: docs/guide.md has no such heading",
+        "docs/new.md:8: link to guide.md#deploy-later: docs/guide.md has no such heading",
     ]
 
 
