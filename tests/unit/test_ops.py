@@ -144,3 +144,24 @@ def test_init_refuses_settings_it_cannot_write_in_one_line(tmp_path, args, reaso
     assert line.startswith("init: failed at check: ")
     assert reason in line
     assert not (tmp_path / ".env").exists()
+
+
+def test_the_compose_files_are_compose_s_own_choice(tmp_path, monkeypatch):
+    """COMPOSE_FILE from .env (split on COMPOSE_PATH_SEPARATOR, relative to the project), else
+    compose.yaml with compose.override.yaml when there is one, as compose reads them."""
+    monkeypatch.delenv("COMPOSE_FILE", raising=False)
+    monkeypatch.delenv("COMPOSE_PATH_SEPARATOR", raising=False)
+    (tmp_path / "compose.yaml").write_text("services: {}\n")
+    project = ops_project.Project(tmp_path)
+    assert project.compose_files() == [str(tmp_path / "compose.yaml")]
+    (tmp_path / "compose.override.yaml").write_text("services: {}\n")
+    assert project.compose_files() == [
+        str(tmp_path / "compose.yaml"),
+        str(tmp_path / "compose.override.yaml"),
+    ]
+    (tmp_path / ".env").write_text("COMPOSE_FILE=compose.yaml;compose.tls.yaml\n"
+                                   "COMPOSE_PATH_SEPARATOR=;\n")  # fmt: skip
+    assert project.compose_files() == [
+        str(tmp_path / "compose.yaml"),
+        str(tmp_path / "compose.tls.yaml"),
+    ]

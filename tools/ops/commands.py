@@ -13,6 +13,15 @@ from collections.abc import Iterable
 DOCKER = "docker"
 NO_IMAGES = ("--no-build", "--pull", "never")
 
+# The web image's own scripts (scripts/), which the verbs run in its containers.
+PUBLISH = ("python", "/app/scripts/publish_release.py")
+MIGRATE = ("python", "/app/scripts/migrate.py")
+PRUNE_RELEASES = ("python", "/app/scripts/prune_releases.py")
+UNKNOWN_MIGRATIONS = ("python", "/app/scripts/unknown_migrations.py")
+READINESS = ("python", "/app/scripts/healthcheck.py", "/readyz")
+MEDIA = ("python", "/app/scripts/media_volume.py")
+MAINTENANCE = ("python", "/app/scripts/maintenance.py")
+
 
 def compose(*args: str) -> list[str]:
     return [DOCKER, "compose", *args]

@@ -17,9 +17,6 @@ from tools.ops.console import OpsError
 from tools.ops.project import Project
 
 SECRETS_DIR = "/run/secrets/catcollector"
-MEDIA = ("python", "/app/scripts/media_volume.py")
-MAINTENANCE = ("python", "/app/scripts/maintenance.py")
-UNKNOWN_MIGRATIONS = ("python", "/app/scripts/unknown_migrations.py", "--from-stdin")
 # The tables of a database that hold at least one row, except those `migrate` fills by itself
 # on any database (their rows are no one's data). One EXISTS per table, so it stays cheap on
 # large tables.
@@ -203,14 +200,14 @@ class Data:
 
     def media(self, *command: str, source: Iterable[bytes] | None = None) -> str:
         answer = self.project.output(
-            commands.one_off("web", *MEDIA, *command), source=source,
+            commands.one_off("web", *commands.MEDIA, *command), source=source,
             what=f"media_volume.py {command[0]}",
         )  # fmt: skip
         return answer.decode().strip()
 
     def pack_media(self) -> Iterator[bytes]:
         return self.project.stream(
-            commands.one_off("web", *MEDIA, "pack"), what="packing the photos"
+            commands.one_off("web", *commands.MEDIA, "pack"), what="packing the photos"
         )
 
     def pack_secrets(self) -> Iterator[bytes]:
@@ -224,14 +221,14 @@ class Data:
     def maintenance(self, state: str, reason: str = "") -> str:
         args = (state, reason) if reason else (state,)
         return self.project.run(
-            commands.one_off("publish", *MAINTENANCE, *args), what=f"maintenance {state}"
+            commands.one_off("publish", *commands.MAINTENANCE, *args), what=f"maintenance {state}"
         ).stdout.strip()
 
     def unknown_migrations(self, migrations: list[str]) -> list[str]:
         """Those of `migrations` the running release's code does not have."""
         text = "".join(f"{name}\n" for name in migrations).encode()
         answer = self.project.output(
-            commands.one_off("web", *UNKNOWN_MIGRATIONS), source=[text],
+            commands.one_off("web", *commands.UNKNOWN_MIGRATIONS, "--from-stdin"), source=[text],
             what="comparing the archive's migrations with the release's",
         )  # fmt: skip
         return json.loads(answer.decode().strip().splitlines()[-1])["unknown"]

@@ -37,10 +37,6 @@ from tools.ops.readiness import READY_TIMEOUT_S, NotReady, wait_ready
 STEPS = ("check", "images", "publish", "migrate", "start", "ready", "switch", "retire", "record")
 FRESH_STEPS = ("check", "images", "up", "record")
 DEFAULT_KEEP_VERSIONS = 5
-PUBLISH = ("python", "/app/scripts/publish_release.py")
-MIGRATE = ("python", "/app/scripts/migrate.py")
-PRUNE_RELEASES = ("python", "/app/scripts/prune_releases.py")
-UNKNOWN_MIGRATIONS = ("python", "/app/scripts/unknown_migrations.py")
 # Image sources: where a missing image comes from.
 BUILD, PULL = "build", "pull"
 RELEASE_IMAGE_POLICY = "never"
@@ -163,11 +159,11 @@ class Deployment:
         )  # fmt: skip
 
     def publish(self) -> None:
-        self.console.note(self.run_release("publish", *PUBLISH, release=self.target))
+        self.console.note(self.run_release("publish", *commands.PUBLISH, release=self.target))
 
     def migrate(self) -> None:
         try:
-            self.run_release("web", *MIGRATE, release=self.target)
+            self.run_release("web", *commands.MIGRATE, release=self.target)
         except OpsError as error:
             raise OpsError(
                 f"{self.target.app}'s migrations failed; {self.current_app} still serves, "
@@ -219,7 +215,7 @@ class Deployment:
         self.console.note(f"{len(started)} container(s) healthy and ready")
 
     def switch(self) -> None:
-        self.run_release("publish", *PUBLISH, "--activate", release=self.target)
+        self.run_release("publish", *commands.PUBLISH, "--activate", release=self.target)
         self.switched = True
         nginx = self.project.containers("nginx")
         wanted = self.images.image_id(
@@ -274,7 +270,7 @@ class Deployment:
         keep = self.history.kept(self.keep_versions())
         removed = self.prune_images(keep)
         pruned = self.run_release(
-            "publish", *PRUNE_RELEASES, *[e.app for e in keep], release=self.target
+            "publish", *commands.PRUNE_RELEASES, *[e.app for e in keep], release=self.target
         )
         old_logs = logs.prune(self.project, [e.app for e in keep])
         self.console.note(f".env: APP_VERSION={self.target.app} NGINX_VERSION={self.target.proxy} "
@@ -290,7 +286,7 @@ class Deployment:
         if self.current is None:
             return
         if self.switched:
-            self.run_release("publish", *PUBLISH, "--activate", release=self.current)
+            self.run_release("publish", *commands.PUBLISH, "--activate", release=self.current)
             if self.nginx_replaced:
                 self.project.run(
                     commands.up("nginx", wait=True, no_deps=True), env=self.current.env,
@@ -431,7 +427,7 @@ def rollback(
     console.say(f"returning to {previous.app} (proxy {previous.proxy}) from {current}")
     target = Release(previous.app, previous.proxy)
     deployment = Deployment(project, console, target, None, without)
-    state = json.loads(deployment.run_release("web", *UNKNOWN_MIGRATIONS, release=target))
+    state = json.loads(deployment.run_release("web", *commands.UNKNOWN_MIGRATIONS, release=target))
     if state["unknown"]:
         names = ", ".join(state["unknown"])
         if schema is None:

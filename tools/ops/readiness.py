@@ -14,7 +14,6 @@ from tools.ops.project import Container, Project
 
 READY_TIMEOUT_S = 180
 POLL_S = 1
-READINESS = ("python", "/app/scripts/healthcheck.py", "/readyz")
 
 
 class NotReady(Exception):
@@ -27,7 +26,9 @@ class NotReady(Exception):
 
 
 def answers_ready(project: Project, container: Container) -> bool:
-    probe = project.run(commands.in_container(container.id, *READINESS), check=False, timeout=30)
+    probe = project.run(
+        commands.in_container(container.id, *commands.READINESS), check=False, timeout=30
+    )
     return probe.returncode == 0
 
 

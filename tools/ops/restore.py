@@ -31,7 +31,6 @@ from tools.ops.archive import ArchiveError, Checked
 from tools.ops.backup import human_size
 from tools.ops.console import Console, OpsError
 from tools.ops.data import Data
-from tools.ops.deploy import MIGRATE
 from tools.ops.project import Project
 from tools.ops.readiness import NotReady, wait_ready
 
@@ -157,7 +156,7 @@ class Restore:
 
     def migrate(self) -> None:
         result = self.project.run(
-            commands.one_off("web", *MIGRATE), what="the release's migrations"
+            commands.one_off("web", *commands.MIGRATE), what="the release's migrations"
         )
         applied = (result.stdout + result.stderr).count("Applying ")
         self.console.note(f"{applied} migration(s) of release {self.app} applied")
