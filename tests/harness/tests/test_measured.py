@@ -5,7 +5,7 @@ import json
 
 from tests.measured.__main__ import main
 from tests.measured.render import Measured, Table, import_runs, render, span, text
-from tests.measured.tables import TABLES
+from tests.measured.tables import RUN_TABLE, TABLES
 
 
 def test_every_measured_table_in_docs_matches_the_runs(capsys):
@@ -19,6 +19,9 @@ def test_every_table_is_used_in_docs_and_every_measurement_was_taken():
     assert used == set(TABLES), f"tables without a block: {set(TABLES) - used}"
     taken = {entry["measurement"] for entry in load_runs()}
     for name, table in TABLES.items():
+        if name == RUN_TABLE:
+            # tests/run keeps it once every layer passed: this one included, so it cannot wait.
+            continue
         missing = set(table.measurements()) - taken
         assert not missing, f"{name}: never measured (renamed in a test?): {missing}"
 
