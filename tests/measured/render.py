@@ -118,7 +118,7 @@ def render(table: Table, runs: list[dict]) -> str:
     by_name: dict[str, list[dict]] = {}
     for entry in runs:
         by_name.setdefault(entry["measurement"], []).append(entry)
-    used: list[dict] = []
+    used: dict[int, dict] = {}
     lines = ["| " + " | ".join(table.header) + " |"]
     lines.append(
         "|" + "|".join("---:" if i in table.numeric else "---" for i in range(len(table.header)))
@@ -129,12 +129,12 @@ def render(table: Table, runs: list[dict]) -> str:
         for cell in row:
             if isinstance(cell, Measured):
                 entries = by_name.get(cell.measurement, [])
-                used += entries
+                used.update((id(entry), entry) for entry in entries)
                 cells.append(cell.read([e["values"] for e in entries]))
             else:
                 cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", provenance(used)]
+    lines += ["", provenance(list(used.values()))]
     return "\n".join(lines) + "\n"
 
 

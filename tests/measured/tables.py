@@ -252,7 +252,7 @@ STACK = Table(
             "`stack/test_recreate.py` (a failure 15 s after web is healthy)",
         ),
         (
-            "… the last failure after Docker reported the new web healthy",
+            "… the last failure, from when Docker reported the new web healthy (negative: before)",
             m("recreate web under load", span("last_failure_after_web_healthy_s", 2, " s")),
             "`stack/test_recreate.py`",
         ),
