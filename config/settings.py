@@ -240,9 +240,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Scrapes on the metrics port only (config.metrics); every other request passes through.
+    "config.metrics.MetricsEndpointMiddleware",
     "config.middleware.RequestIdMiddleware",
     # Probes are answered here, before host validation and the HTTPS redirect can refuse them.
     "app.health.middleware.HealthCheckMiddleware",
+    # Counts and times the rest (config.metrics).
+    "config.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -437,6 +441,19 @@ CELERY_WORKER_CONCURRENCY = env.integer(
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Memory a pool process counts for when the worker sizes its photo slots (measured: docs).
 CELERY_PROCESS_MEMORY_BYTES = 80 * 1024 * 1024
+
+
+# --- Monitoring (docs/operations.md, Monitoring) --------------------------------------------
+
+# gunicorn's second port, where Prometheus reads /metrics (config.metrics); the image sets it
+# (Dockerfile), beside GUNICORN_PORT. Unset (Django outside the image), /metrics is nowhere.
+METRICS_PORT = (
+    env.integer("GUNICORN_METRICS_PORT", 0, minimum=1, maximum=65535)
+    if env.raw("GUNICORN_METRICS_PORT") is not None
+    else None
+)
+# The release this container runs: the image's version (Dockerfile, APP_VERSION).
+RELEASE = env.string("APP_VERSION", "unknown")
 
 
 # --- Logging --------------------------------------------------------------------------------
