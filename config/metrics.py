@@ -29,8 +29,8 @@ from prometheus_client.core import InfoMetricFamily
 from config import metrics_files
 
 PATH = "/metrics"
-# Pages take 3 to 50 ms, a photo upload about 2 s (docs/benchmarks.md): buckets on both sides
-# of each, up to where the slowest requests still differ (gunicorn kills one at 30 s).
+# Fine steps where pages fall (milliseconds to tens of them), coarser ones up to a photo
+# upload's seconds, and on to where slow requests still differ (gunicorn kills one at 30 s).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 # Any other word a client sends as its method is counted as "other": labels stay few.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
