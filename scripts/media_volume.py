@@ -3,8 +3,9 @@
   pack       a tar of every photo to stdout (./ops backup stores it as the archive's media.tar)
   count      `N files, B bytes`
   inventory  one line per photo, `sha256  size  name`, and a last line `N files, B bytes`
-  stage      a tar from stdin (an archive's media.tar) into a new folder of the volume, checked:
-             regular files and folders only, no name leaving the folder
+  stage TAR  a tar file (an archive's media.tar, which tools/ops mounts read-only) into a new
+             folder of the volume, checked: regular files and folders only, no name leaving the
+             folder
   swap       the staged photos become the volume's, the current ones are set aside
   reset      undoes swap if it ran (the photos set aside are the volume's again) and removes
              anything staged: the volume as it was before the restore; then `count`
@@ -30,7 +31,10 @@ MEDIA_DIR = Path("/srv/media")
 # but the site is in maintenance while they exist).
 STAGED = ".restore-incoming"
 SET_ASIDE = ".restore-previous"
-OURS = (STAGED, SET_ASIDE)
+# Written once every current entry is set aside, before any staged one moves in: from then on
+# what the volume's root holds came from the restore.
+SWAPPED = ".restore-swapped"
+OURS = (STAGED, SET_ASIDE, SWAPPED)
 
 
 def entries(folder: Path) -> list[Path]:
@@ -84,12 +88,12 @@ def only_photos(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo:
     return member.replace(mode=0o755 if member.isdir() else 0o644, deep=False)
 
 
-def stage(media: Path) -> None:
+def stage(media: Path, source: Path) -> None:
     staged = media / STAGED
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir()
     try:
-        with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as tar:
+        with tarfile.open(source, mode="r|") as tar:
             # Safe: only_photos refuses links, devices, absolute names and `..`.
             tar.extractall(staged, filter=only_photos)  # noqa: S202
     except (tarfile.TarError, OSError) as error:
@@ -112,6 +116,7 @@ def swap(media: Path) -> None:
     if aside.exists():
         sys.exit(f"error: {aside} exists: a previous restore did not finish; run it again")
     move_all(media, aside)
+    (media / SWAPPED).touch()
     move_all(staged, media)
     staged.rmdir()
     print("photos swapped")
@@ -119,18 +124,22 @@ def swap(media: Path) -> None:
 
 def reset(media: Path) -> None:
     aside = media / SET_ASIDE
-    if aside.is_dir():
-        # The restored photos go back to the staging folder, removed below.
+    if (media / SWAPPED).exists():
+        # The restored photos go back to the staging folder, removed below. Without the
+        # marker, a swap stopped while setting the current ones aside: what is left is theirs.
         move_all(media, media / STAGED)
+    if aside.is_dir():
         move_all(aside, media)
         aside.rmdir()
     shutil.rmtree(media / STAGED, ignore_errors=True)
+    (media / SWAPPED).unlink(missing_ok=True)
     count(media)
 
 
 def finish(media: Path) -> None:
-    for name in OURS:
+    for name in (STAGED, SET_ASIDE):
         shutil.rmtree(media / name, ignore_errors=True)
+    (media / SWAPPED).unlink(missing_ok=True)
     print("photos set aside removed")
 
 
@@ -143,12 +152,19 @@ COMMANDS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=COMMANDS)
+    parser.add_argument("tar", nargs="?", type=Path, help="stage: the photos' tar file")
     args = parser.parse_args()
+    staging = args.command == "stage"
+    if staging != (args.tar is not None):
+        parser.error("stage takes TAR; the other commands take nothing")
     os.umask(0o022)
     if not MEDIA_DIR.is_dir():
         sys.exit(f"error: {MEDIA_DIR} does not exist; mount the media volume there")
     try:
-        COMMANDS[args.command](MEDIA_DIR)
+        if staging:
+            stage(MEDIA_DIR, args.tar)
+        else:
+            COMMANDS[args.command](MEDIA_DIR)
     except OSError as error:
         sys.exit(f"error: {args.command}: {error}")
 

@@ -44,10 +44,15 @@ def up(
     return compose("up", *flags, *services)
 
 
-def one_off(service: str, *command: str) -> list[str]:
+def one_off(service: str, *command: str, mounts: Iterable[str] = ()) -> list[str]:
     """A one-off container of `service` (its image, volumes, networks and environment), without
-    starting what it depends on, removed when it ends; no terminal, no stdin but what is piped."""
-    return compose("run", "--rm", "--no-deps", "--pull", "never", "-T", service, *command)
+    starting what it depends on, removed when it ends; no terminal. `mounts` adds read-only bind
+    mounts (HOST:CONTAINER): a file is handed over that way, never piped to `run`'s stdin, which
+    compose can leave unforwarded when the container starts before it attaches (the one-off then
+    waits for input forever)."""
+    volumes = [arg for mount in mounts for arg in ("--volume", f"{mount}:ro")]
+    return compose("run", "--rm", "--no-deps", "--pull", "never", "-T", *volumes, service,
+                   *command)  # fmt: skip
 
 
 def in_service(service: str, *command: str) -> list[str]:
@@ -89,6 +94,16 @@ def project_containers(project: str) -> list[str]:
         "--filter",
         f"label=com.docker.compose.project={project}",
     ]
+
+
+def project_objects(kind: str, project: str) -> list[str]:
+    """The names of every network or volume (`kind`) compose made for `project`."""
+    return [DOCKER, kind, "ls", "--format", "{{.Name}}", "--filter",
+            f"label=com.docker.compose.project={project}"]  # fmt: skip
+
+
+def remove_networks(names: Iterable[str]) -> list[str]:
+    return [DOCKER, "network", "rm", *names]
 
 
 def inspect(*ids: str) -> list[str]:

@@ -11,8 +11,10 @@ import json
 import re
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from tools.ops import commands
+from tools.ops.archive import Member, chunks_of
 from tools.ops.console import OpsError
 from tools.ops.project import Project
 
@@ -31,6 +33,10 @@ TABLES_WITH_ROWS = (
     ")))[1]::text = 'true' ORDER BY 1"
 )
 WAIT_POLL_S = 2
+# The photos of an archive being restored: the copy in .ops/, where a one-off container finds it.
+PHOTOS_COPY = "restore-photos.tar"
+PHOTOS_MOUNT = "/restore/media.tar"
+MEDIA_TIMEOUT_S = 3600
 
 
 def quote(identifier: str) -> str:
@@ -198,12 +204,27 @@ class Data:
 
     # --- one-off containers of the release's web image ---------------------------------------
 
-    def media(self, *command: str, source: Iterable[bytes] | None = None) -> str:
-        answer = self.project.output(
-            commands.one_off("web", *commands.MEDIA, *command), source=source,
-            what=f"media_volume.py {command[0]}",
-        )  # fmt: skip
-        return answer.decode().strip()
+    def media(self, *command: str, mounts: Iterable[str] = ()) -> str:
+        return self.project.run(
+            commands.one_off("web", *commands.MEDIA, *command, mounts=mounts),
+            what=f"media_volume.py {command[0]}", timeout=MEDIA_TIMEOUT_S,
+        ).stdout.strip()  # fmt: skip
+
+    def stage_media(self, archive_path: Path, member: Member) -> str:
+        """An archive's photos (its media.tar) into the media volume's staged folder. The
+        container reads a copy of media.tar alone, world-readable (photos are public; the archive
+        is not: its dump holds password hashes), mounted read-only: its user is the web image's,
+        not the archive's owner."""
+        copy = self.project.state_dir / PHOTOS_COPY
+        self.project.state_dir.mkdir(exist_ok=True)
+        try:
+            with copy.open("wb") as out:
+                for chunk in chunks_of(archive_path, member):
+                    out.write(chunk)
+            copy.chmod(0o644)
+            return self.media("stage", PHOTOS_MOUNT, mounts=[f"{copy}:{PHOTOS_MOUNT}"])
+        finally:
+            copy.unlink(missing_ok=True)
 
     def pack_media(self) -> Iterator[bytes]:
         return self.project.stream(
@@ -226,12 +247,11 @@ class Data:
 
     def unknown_migrations(self, migrations: list[str]) -> list[str]:
         """Those of `migrations` the running release's code does not have."""
-        text = "".join(f"{name}\n" for name in migrations).encode()
-        answer = self.project.output(
-            commands.one_off("web", *commands.UNKNOWN_MIGRATIONS, "--from-stdin"), source=[text],
+        answer = self.project.run(
+            commands.one_off("web", *commands.UNKNOWN_MIGRATIONS, "--migrations", *migrations),
             what="comparing the archive's migrations with the release's",
-        )  # fmt: skip
-        return json.loads(answer.decode().strip().splitlines()[-1])["unknown"]
+        ).stdout  # fmt: skip
+        return json.loads(answer.strip().splitlines()[-1])["unknown"]
 
 
 def parse_migrations(script: str) -> list[str]:

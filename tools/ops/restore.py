@@ -143,7 +143,7 @@ class Restore:
 
     def photos(self) -> None:
         member = self.checked.members[archive.MEDIA]
-        staged = self.data.media("stage", source=archive.chunks_of(self.path, member))
+        staged = self.data.stage_media(self.path, member)
         self.console.note(staged)
 
     def switch(self) -> None:
