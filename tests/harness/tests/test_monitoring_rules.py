@@ -1,8 +1,10 @@
-"""monitoring/: the alert rules are valid and pass their tests, each alert tested firing and
-quiet (promtool); Prometheus' configuration is valid and scrapes the ports the images define;
-Alertmanager's configuration, rendered from the environment, is valid (amtool), and a bad value
-is one `error:` line; every runbook is the one docs/operations.md gives, and every metric of
-ours the rules read is Django's (config/metrics.py) or in the VM's contract there.
+"""monitoring/ and compose.monitoring.yaml: the alert rules are valid and pass their tests,
+each alert tested firing and quiet (promtool); Prometheus' configuration is valid, also as its
+start script rewrites it from .env, and scrapes the ports the images define; Alertmanager's
+configuration, rendered from the environment, is valid (amtool); a bad value in either is one
+`error:` line; every runbook is the one docs/operations.md gives, and every metric of ours the
+rules read is Django's (config/metrics.py) or in the VM's contract there; the exporters read
+what the stack's files give them (nginx's status port, the secret files' group).
 
 Without promtool or amtool their tests skip, except under CI, where they fail with the reason:
 CI must provide them (tests/harness/monitoring.py says how).
@@ -18,6 +20,8 @@ from tests.harness import REPO, ci, monitoring
 
 ALERTS = monitoring.PROMETHEUS / "alerts.yml"
 RENDER = monitoring.MONITORING / "alertmanager" / "render-config.sh"
+START = monitoring.PROMETHEUS / "start.sh"
+COMPOSE = yaml.safe_load((REPO / "compose.monitoring.yaml").read_text())["services"]
 OPERATIONS = REPO / "docs" / "operations.md"
 
 
@@ -132,6 +136,85 @@ def test_prometheus_scrapes_the_ports_the_images_define():
     ):
         [target] = jobs[job]["static_configs"][0]["targets"]
         assert target == f"{scheme}://nginx:{image_env('nginx/Dockerfile', variable)}/readyz"
+
+
+def test_the_nginx_exporter_reads_the_status_port_nginx_listens_on():
+    [listen] = re.findall(r"^\s*listen (\d+);", (REPO / "nginx/nginx.conf").read_text(), re.M)
+    assert COMPOSE["nginx-exporter"]["command"] == [
+        f"--nginx.scrape-uri=http://nginx:{listen}/stub_status"
+    ]
+
+
+def test_the_exporters_read_the_secrets_as_web_does():
+    """The secret files' group is the web image's app group; the database password is web's
+    file, named by the same setting."""
+    app_gid = image_env("Dockerfile", "APP_GID")
+    compose = (REPO / "compose.yaml").read_text()
+    [web_password] = re.findall(r"POSTGRES_PASSWORD_FILE: (\$\{POSTGRES_PASSWORD_FILE:-[^}]+\})",
+                                compose)  # fmt: skip
+    exporter = COMPOSE["postgres-exporter"]
+    assert exporter["environment"]["DATA_SOURCE_PASS_FILE"] == web_password
+    for service in ("postgres-exporter", "redis-exporter"):
+        assert COMPOSE[service]["group_add"] == [app_gid], service
+
+
+def start(tmp_path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """start.sh with `echo` for Prometheus: it prints the arguments Prometheus would get."""
+    return subprocess.run(
+        ["sh", str(START), str(tmp_path), "echo"],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+
+
+def test_the_start_script_writes_the_intervals_and_passes_the_retention(tmp_path, promtool):
+    result = start(tmp_path, {
+        "PROMETHEUS_SCRAPE_INTERVAL": "5s", "PROMETHEUS_EVALUATION_INTERVAL": "2s",
+        "PROMETHEUS_RETENTION_TIME": "7d", "PROMETHEUS_RETENTION_SIZE": "512MB",
+    })  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        f"--config.file={tmp_path}/prometheus.yml",
+        "--storage.tsdb.retention.time=7d",
+        "--storage.tsdb.retention.size=512MB",
+    ]
+    written = yaml.safe_load((tmp_path / "prometheus.yml").read_text())
+    assert written["global"]["scrape_interval"] == "5s"
+    assert written["global"]["evaluation_interval"] == "2s"
+    original = yaml.safe_load((monitoring.PROMETHEUS / "prometheus.yml").read_text())
+    assert {k: v for k, v in written.items() if k != "global"} == {
+        k: v for k, v in original.items() if k != "global"
+    }
+    passed(monitoring.run(promtool, "check", "config", "prometheus.yml", cwd=tmp_path))
+
+
+def test_unset_the_file_keeps_its_own_intervals(tmp_path):
+    result = start(tmp_path, {})
+    assert result.returncode == 0, result.stderr
+    prometheus_yml = (monitoring.PROMETHEUS / "prometheus.yml").read_text()
+    assert (tmp_path / "prometheus.yml").read_text() == prometheus_yml
+    assert "--storage.tsdb.retention.time=30d" in result.stdout.split()
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        ({"PROMETHEUS_SCRAPE_INTERVAL": "15"}, "PROMETHEUS_SCRAPE_INTERVAL='15' is not a duration"),
+        ({"PROMETHEUS_EVALUATION_INTERVAL": "1m/"}, "PROMETHEUS_EVALUATION_INTERVAL='1m/' is not"),
+        ({"PROMETHEUS_RETENTION_TIME": "forever"}, "PROMETHEUS_RETENTION_TIME='forever' is not"),
+        ({"PROMETHEUS_RETENTION_SIZE": "2G"}, "PROMETHEUS_RETENTION_SIZE='2G' is not a size"),
+    ],
+    ids=["scrape", "evaluation", "retention-time", "retention-size"],
+)
+def test_a_bad_prometheus_setting_is_one_line(tmp_path, env, error):
+    result = start(tmp_path, env)
+    assert result.returncode == 3
+    assert result.stderr.startswith(f"error: {error}"), result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stdout == ""
 
 
 # --- Alertmanager's configuration, rendered from the environment ----------------------------
