@@ -18,6 +18,13 @@ IMAGE_FIXTURES = {
     "postgres_image": "postgres",
     "nginx_image": "nginx",
     "redis_image": "redis",
+    "prometheus_image": "prom/prometheus",
+    "alertmanager_image": "prom/alertmanager",
+    "node_exporter_image": "prom/node-exporter",
+    "blackbox_exporter_image": "prom/blackbox-exporter",
+    "nginx_exporter_image": "nginx/nginx-prometheus-exporter",
+    "postgres_exporter_image": "quay.io/prometheuscommunity/postgres-exporter",
+    "redis_exporter_image": "oliver006/redis_exporter",
 }
 
 
