@@ -17,7 +17,9 @@ The steps, each a method with one way to fail:
            kept in .ops/logs (./ops logs) before they are removed
   record   .env names B (and IMAGE_POLICY=never: plain compose runs B as it is, compose.yaml),
            .ops/history gains it, old images, releases and logs are pruned
-A failure before `retire` removes B's containers and leaves A active: A serves throughout.
+A failure before `retire` removes B's containers and leaves A active: A serves throughout;
+.ops/rollbacks records the deploy undone, as it records every ./ops rollback (monitoring
+alerts on both: DeployRolledBack).
 On a VM where nothing runs yet, `images` is followed by one `up` of the whole stack.
 """
 
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 
 from tools.ops import commands, logs
 from tools.ops.console import Console, OpsError
-from tools.ops.history import Entry, History
+from tools.ops.history import Entry, History, Rollbacks
 from tools.ops.images import Images, check_version
 from tools.ops.project import Container, Project
 from tools.ops.readiness import READY_TIMEOUT_S, NotReady, wait_ready
@@ -382,6 +384,9 @@ class Deployment:
                     action()
         except (OpsError, KeyboardInterrupt):
             self.undo()
+            Rollbacks(self.project.state_dir).append(
+                self.target.app, self.current_app, Rollbacks.DEPLOY_UNDONE
+            )
             raise
         with self.console.step("retire"):
             self.retire()
@@ -463,4 +468,6 @@ def rollback(
                 )  # fmt: skip
         else:
             console.say(f"keeping the schema: {previous.app} runs beside migrations {names}")
-    return deployment.run()
+    summary = deployment.run()
+    Rollbacks(project.state_dir).append(current, previous.app, Rollbacks.ROLLBACK)
+    return summary
