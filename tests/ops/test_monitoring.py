@@ -1,7 +1,8 @@
 """The monitoring set (compose.monitoring.yaml) switched on as an operator does, and its alerts
 firing for real: one stack's life, in order (tests/ops/conftest.py).
 
-The stack comes up with ./ops deploy, a backup is taken and ./ops metrics writes the VM's facts;
+The stack comes up with ./ops deploy; the set is switched on by the next deploy, with no
+request failing meanwhile; a backup is taken and ./ops metrics writes the VM's facts;
 Alertmanager sends to a webhook receiver of the test's own (a container on the monitoring
 network, published on 127.0.0.1 only). Prometheus reads every hop, and ./ops status --json and
 the metrics agree. Nothing of it is reachable through nginx's public port. Then: web stopped,
@@ -35,6 +36,7 @@ from tests.harness.docker import docker
 from tests.harness.measurements import record
 from tests.harness.polling import wait_until
 from tests.harness.ports import free_port
+from tests.ops.traffic import Traffic
 from tests.stack.support import SITE_HOST
 from tools.ops import archive
 
@@ -152,9 +154,13 @@ def containers_of(project) -> dict[str, dict]:
     return {c["Name"].lstrip("/"): c for c in json.loads(docker("inspect", *ids).stdout)}
 
 
-def test_the_monitoring_set_comes_up_beside_the_stack(ops_project, receivers, tmp_path_factory):
+def test_the_next_deploy_switches_the_monitoring_set_on_losing_no_request(
+    ops_project, receivers, tmp_path_factory
+):
     """As docs/operations.md says: the metrics folder first (here the test's own), the
-    override in COMPOSE_FILE, ./ops deploy; then a backup and ./ops metrics."""
+    override in COMPOSE_FILE, the next ./ops deploy; then a backup and ./ops metrics."""
+    ops_project.ops("deploy", "a", "--build")
+    ops_project.create_superuser()
     metrics_dir = tmp_path_factory.mktemp("metrics") / "textfile"
     metrics_dir.mkdir()
     metrics_dir.chmod(0o755)
@@ -168,7 +174,12 @@ def test_the_monitoring_set_comes_up_beside_the_stack(ops_project, receivers, tm
             f"OPS_METRICS_DIR={metrics_dir}\n"
             f"ALERTMANAGER_WEBHOOK_URL=http://{WEBHOOK}:8080/\n"
         )
-    ops_project.ops("deploy", "a", "--build")
+    with Traffic(ops_project.site) as traffic:
+        ops_project.ops("deploy", "b", "--build")
+    assert traffic.requests > 50
+    assert traffic.failures == [], traffic.failures[:10]
+    for service in MONITORING:
+        assert ops_project.container_ids(service), f"{service} did not start with the deploy"
     # ./ops backup prints the archive's path last.
     state["archive"] = Path(ops_project.ops("backup").stdout.strip().splitlines()[-1])
     receiver = receivers.run(
@@ -220,7 +231,7 @@ def test_every_hop_is_read_and_status_agrees_with_the_metrics(ops_project):
     assert value("catcollector_status") == 0
     assert value("node_textfile_scrape_error") == 0
     releases = {r["metric"]["version"] for r in query("catcollector_release_info")}
-    assert releases == {c["version"] for c in status["services"]["web"]} == {"a"}
+    assert releases == {c["version"] for c in status["services"]["web"]} == {"b"}
     web_targets = {r["metric"]["instance"] for r in query('up{job="web"}')}
     assert len(web_targets) == len(status["services"]["web"])
     wait_until(lambda: value('sum(catcollector_http_requests_total{view="cats:list"})'), 30,

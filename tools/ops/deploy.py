@@ -7,7 +7,9 @@ The steps, each a method with one way to fail:
   publish  B's static files and nginx templates into the site volume, beside A's
   migrate  B's migrations, once, while A serves (they must be backward compatible)
   start    N web containers of B beside A's; nginx sends them nothing yet. With the worker
-           (compose.worker.yaml), M workers of B beside A's too (at least one)
+           (compose.worker.yaml), M workers of B beside A's too (at least one). Services no
+           container of which exists yet (an override just added: the monitoring set) start
+           too, healthy before this step ends
   ready    every B container healthy and ready (database, migrations); B's workers healthy
   switch   B becomes the active release: nginx reloads (or, for a new proxy or nginx settings
            changed in .env, is replaced)
@@ -87,6 +89,7 @@ class Deployment:
         # Made by start; undone by undo() until retire.
         self.started: list[Container] = []
         self.workers_started: list[Container] = []
+        self.services_started: list[str] = []
         self.switched = False
         self.nginx_replaced = False
 
@@ -187,6 +190,7 @@ class Deployment:
         self.console.note(f"{len(self.started)} web container(s) of {self.target.app} started")
         if self.with_worker:
             self.start_workers()
+        self.start_new_services()
 
     def start_workers(self) -> None:
         """B's workers beside A's: both take tasks from the queue until A's retire. The broker
@@ -202,6 +206,26 @@ class Deployment:
         )  # fmt: skip
         self.workers_started = self.containers_of(self.target.app, "worker")
         self.console.note(f"{len(self.workers_started)} worker(s) of {self.target.app} started")
+
+    def start_new_services(self) -> None:
+        """The services of an override just added to COMPOSE_FILE that nothing above starts
+        (the monitoring set's): running before nginx switches, gone again if B is undone.
+        Never a one-shot (restart "no"): publish's would make B active here, before it is
+        ready, were its container pruned."""
+        present = {c.service for c in self.project.all_containers()}
+        new = [
+            name
+            for name, service in self.project.config()["services"].items()
+            if name not in present and service.get("restart", "no") != "no"
+        ]
+        if not new:
+            return
+        self.services_started = new
+        self.project.run(
+            commands.up(*new, wait=True, no_deps=True, no_recreate=True), env=self.target.env,
+            what=f"starting {', '.join(new)}", timeout=READY_TIMEOUT_S,
+        )  # fmt: skip
+        self.console.note(f"new to this stack, started: {', '.join(new)}")
 
     def wait_ready(self) -> None:
         started = [*self.started, *self.workers_started]
@@ -325,6 +349,10 @@ class Deployment:
             # Stopped first: a task one of them holds goes back to the queue for A's workers.
             self.project.run(commands.stop(c.id for c in workers), check=False)
             self.project.run(commands.remove([c.id for c in workers], force=True), check=False)
+        added = [c.id for s in self.services_started for c in self.project.containers(s)]
+        if added:
+            self.project.run(commands.stop(added), check=False)
+            self.project.run(commands.remove(added, force=True), check=False)
 
     # --- helpers ----------------------------------------------------------------------------
 
