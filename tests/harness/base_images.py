@@ -22,8 +22,9 @@ COMPOSE_FILE = "compose.yaml"
 # Example values for every variable compose.yaml interpolates: enough for `config` to resolve.
 COMPOSE_ENV_EXAMPLE = ".env.example"
 # Dockerfiles whose base the harness passes in rather than pulls: the stand-ins' (a root
-# filesystem it builds) and the test balancer's (the nginx image's base, already listed).
-HARNESS_BUILT = ("tests/harness/standins/", "tests/harness/balancer/")
+# filesystem it builds) and the test tools' (the test balancer, the SFTP server: the nginx
+# image's base, already listed).
+HARNESS_BUILT = ("tests/harness/standins/", "tests/harness/balancer/", "tests/harness/sftp/")
 
 
 class BaseImageError(RuntimeError):
