@@ -39,8 +39,9 @@ repositories() {
 # the outcome in STATUS_DIR/NAME: "ok <epoch>" or "failed <epoch> <reason>".
 snapshot() {
   restic_in "$1" cat config >/dev/null 2>&1 || restic_in "$1" init --quiet || true
+  # A restore's staged and set-aside folders (scripts/media_volume.py) are not photos yet.
   if output=$(restic_in "$1" backup --quiet --host catcollector --tag photos \
-    --skip-if-unchanged "$media" 2>&1); then
+    --skip-if-unchanged --exclude "$media/.restore-*" "$media" 2>&1); then
     echo "ok $(date +%s)" >"$status_dir/$1"
   else
     echo "failed $(date +%s) $(printf '%s' "$output" | tail -n 1)" >"$status_dir/$1"

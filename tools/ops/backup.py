@@ -2,6 +2,10 @@
 
 The steps of `backup`, each with one way to fail:
   check     versions, the db service, the archive folder (OPS_BACKUP_DIR) and retention settings
+  base backups  pgBackRest's base backup into each repository of the continuous archive (this
+            VM's, and the remote's with OPS_BACKUP_REMOTE): full once a week, differential
+            otherwise; the WAL archived since the oldest one kept restores any second after it
+            (./ops restore --time)
   database  pg_dump (one consistent snapshot; the site keeps serving) into the archive
   photos    the media volume, packed after the dump: a photo uploaded meanwhile is one file too
             many, never a row without its file (a photo replaced meanwhile can be missing: its
@@ -10,7 +14,8 @@ The steps of `backup`, each with one way to fail:
             of its data read back by pg_restore; only then is the archive renamed to its name
   prune     archives beyond retention (OPS_BACKUP_KEEP_DAILY, OPS_BACKUP_KEEP_WEEKLY) removed;
             only good archives count, and the newest is never removed
-The archive is written as a hidden temporary file (fsynced, renamed, folder fsynced), so an
+The archive of the other steps is the portable export: a pg_dump any PostgreSQL reads, and the
+photos as a tar. It is written as a hidden temporary file (fsynced, renamed, folder fsynced), so an
 interrupted or failed run never leaves anything that looks like a backup; its leftovers are
 removed by the next run. The last line printed is the archive's path.
 """
@@ -27,12 +32,16 @@ from pathlib import Path
 
 from tools.ops import archive
 from tools.ops.archive import ArchiveError, Checked
+from tools.ops.archiving import NAMES, Archiving, shown
 from tools.ops.console import Console, OpsError
 from tools.ops.data import Data
 from tools.ops.project import Project
 
-STEPS = ("check", "database", "photos", "verify", "prune")
-LIST_STEPS = ("archives",)
+STEPS = ("check", "base backups", "database", "photos", "verify", "prune")
+LIST_STEPS = ("archives", "continuous")
+# Archiving is behind when a segment has waited longer than this: twice archive_timeout
+# (compose.yaml) for the remote's round trip.
+ARCHIVE_LAG_LIMIT = datetime.timedelta(seconds=60)
 DEFAULT_DIR = "backups"
 DEFAULT_DAILY = 7
 DEFAULT_WEEKLY = 4
@@ -288,9 +297,21 @@ class Backup:
         self.console.note(f"kept {len(keep)} (last {self.daily} days, {self.weekly} weeks); "
                           f"removed {', '.join(removed) or 'none'}")  # fmt: skip
 
+    def base_backups(self) -> None:
+        archiving = Archiving(self.project)
+        archiving.stanza()
+        now = datetime.datetime.now(datetime.timezone.utc)
+        for repo in archiving.repos():
+            started = time.monotonic()
+            label = archiving.base_backup(repo, now)
+            self.console.note(f"{NAMES[repo]} repository: base backup {label} in "
+                              f"{time.monotonic() - started:.1f} s")  # fmt: skip
+
     def run(self) -> str:
         with self.console.step("check"):
             self.check()
+        with self.console.step("base backups"):
+            self.base_backups()
         try:
             self.open_archive()
             with self.console.step("database"):
@@ -327,9 +348,12 @@ def backup(
     return summary, run.final
 
 
-def backups(project: Project, console: Console, max_age_hours: float | None) -> str:
-    """The archives with age, size and state (every checksum checked). With `max_age_hours`,
-    fails unless the newest good archive is younger (for monitoring)."""
+def backups(
+    project: Project, console: Console, max_age_hours: float | None, verify: bool = False
+) -> str:
+    """The archives with age, size and state (every checksum checked), and what the continuous
+    archive can restore. With `max_age_hours`, fails unless the newest good archive is younger
+    and the continuous archiving is current (for monitoring)."""
     store = Store(project, project.name())
     now = datetime.datetime.now(datetime.timezone.utc)
     with console.step("archives"):
@@ -355,8 +379,52 @@ def backups(project: Project, console: Console, max_age_hours: float | None) -> 
         )
         if damaged:
             summary += f", {damaged} damaged"
+    with console.step("continuous"):
+        current, state = continuous_archive(project, console, now)
+    summary += f"; continuous archiving {state}"
+    if verify:
+        archiving = Archiving(project)
+        damaged = [f"{NAMES[repo]}: {problem}" for repo in archiving.repos()
+                   if (problem := archiving.verify(repo))]  # fmt: skip
+        if damaged:
+            raise OpsError(f"{summary}; DAMAGED: {'; '.join(damaged)}")
+        summary += "; every repository reads back whole"
     if max_age_hours is not None and (
         not good or (now - good[-1].time).total_seconds() > max_age_hours * 3600
     ):
-        raise OpsError(f"{summary}; none is younger than {max_age_hours:g} h")
+        raise OpsError(f"{summary}; no archive is younger than {max_age_hours:g} h")
+    if max_age_hours is not None and not current:
+        raise OpsError(summary)
     return summary
+
+
+def continuous_archive(
+    project: Project, console: Console, now: datetime.datetime
+) -> tuple[bool, str]:
+    """What each repository can restore, whether PostgreSQL's archiver and the photos' copy
+    keep up: (current, a few words saying so)."""
+    archiving = Archiving(project)
+    for repo in archiving.repos():
+        window = archiving.window(repo)
+        if window.newest is None:
+            console.note(f"{NAMES[repo]} repository: nothing to restore yet (no base backup: "
+                         "./ops backup)")  # fmt: skip
+            continue
+        console.note(f"{NAMES[repo]} repository: any second from {shown(window.oldest)} to "
+                     f"{shown(window.newest)} ({window.backups} base backup(s))")  # fmt: skip
+    archiver = archiving.archiver()
+    lag = archiver.lag(now)
+    problems = []
+    if archiver.failing:
+        problems.append(f"the last WAL segment failed to archive at {shown(archiver.last_failed)}")
+    if lag > ARCHIVE_LAG_LIMIT:
+        problems.append(f"{archiver.waiting} WAL segment(s) waiting, the oldest for "
+                        f"{human_age(lag.total_seconds())}")  # fmt: skip
+    for repo, copy in sorted(archiving.photos_copy_state().items()):
+        if copy.startswith("failed"):
+            problems.append(f"the photos' {NAMES[repo]} copy failed: {copy.split(' ', 2)[-1]}")
+    console.note(f"database archiver: {archiver.waiting} segment(s) waiting, last archived "
+                 f"{shown(archiver.last_archived)}")  # fmt: skip
+    if problems:
+        return False, "BEHIND: " + "; ".join(problems)
+    return True, "current"

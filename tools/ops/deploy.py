@@ -40,6 +40,8 @@ DEFAULT_KEEP_VERSIONS = 5
 # Image sources: where a missing image comes from.
 BUILD, PULL = "build", "pull"
 RELEASE_IMAGE_POLICY = "never"
+# What a deploy replaces, or starts itself (the broker with the worker).
+RELEASE_SERVICES = ("web", "worker", "redis", "nginx")
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,11 @@ class Deployment:
                     f"(./ops deploy {self.target.app} --build) or pull it "
                     f"(./ops deploy {self.target.app} --pull)"
                 )
+        # The database's image (postgres/) is not a release's: made once, from the checkout.
+        database = self.images.service_image("db")
+        if database and not self.images.exists(database):
+            self.console.note(f"{database}: building from {self.project.directory}")
+            self.images.build("db", self.target.app, self.target.proxy)
 
     def up(self) -> None:
         self.project.run(
@@ -185,6 +192,20 @@ class Deployment:
         self.console.note(f"{len(self.started)} web container(s) of {self.target.app} started")
         if self.with_worker:
             self.start_workers()
+        self.start_new_services()
+
+    def start_new_services(self) -> None:
+        """Services this release's compose files bring that run beside any release and have no
+        container yet (the photos' copy, for a stack older than it); started as they are."""
+        existing = {c.service for c in self.project.all_containers()}
+        new = [s for s in self.project.config()["services"]
+               if s not in existing and s not in RELEASE_SERVICES]  # fmt: skip
+        if new:
+            self.project.run(
+                commands.up(*new, wait=True, no_deps=True, no_recreate=True),
+                env=self.target.env, what=f"starting {', '.join(new)}", timeout=READY_TIMEOUT_S,
+            )  # fmt: skip
+            self.console.note(f"started, new to this stack: {', '.join(new)}")
 
     def start_workers(self) -> None:
         """B's workers beside A's: both take tasks from the queue until A's retire. The broker
