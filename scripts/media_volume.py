@@ -3,8 +3,10 @@
   pack       a tar of every photo to stdout (./ops backup stores it as the archive's media.tar)
   count      `N files, B bytes`
   inventory  one line per photo, `sha256  size  name`, and a last line `N files, B bytes`
-  stage      a tar from stdin (an archive's media.tar) into a new folder of the volume, checked:
-             regular files and folders only, no name leaving the folder
+  stage ARCHIVE OFFSET SIZE
+             a tar (an archive's media.tar, SIZE bytes at OFFSET in the file ARCHIVE, which
+             tools/ops mounts read-only) into a new folder of the volume, checked: regular files
+             and folders only, no name leaving the folder
   swap       the staged photos become the volume's, the current ones are set aside
   reset      undoes swap if it ran (the photos set aside are the volume's again) and removes
              anything staged: the volume as it was before the restore; then `count`
@@ -19,6 +21,7 @@ inside a folder. Exit 1 with one line on failure.
 
 import argparse
 import hashlib
+import io
 import os
 import shutil
 import sys
@@ -30,7 +33,10 @@ MEDIA_DIR = Path("/srv/media")
 # but the site is in maintenance while they exist).
 STAGED = ".restore-incoming"
 SET_ASIDE = ".restore-previous"
-OURS = (STAGED, SET_ASIDE)
+# Written once every current entry is set aside, before any staged one moves in: from then on
+# what the volume's root holds came from the restore.
+SWAPPED = ".restore-swapped"
+OURS = (STAGED, SET_ASIDE, SWAPPED)
 
 
 def entries(folder: Path) -> list[Path]:
@@ -84,12 +90,33 @@ def only_photos(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo:
     return member.replace(mode=0o755 if member.isdir() else 0o644, deep=False)
 
 
-def stage(media: Path) -> None:
+class Slice(io.RawIOBase):
+    """SIZE bytes of a file from OFFSET on, read as a stream (a member of an archive)."""
+
+    def __init__(self, handle: io.BufferedReader, offset: int, size: int) -> None:
+        handle.seek(offset)
+        self.handle = handle
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        chunk = self.handle.read(min(len(buffer), self.left))
+        buffer[: len(chunk)] = chunk
+        self.left -= len(chunk)
+        return len(chunk)
+
+
+def stage(media: Path, archive: Path, offset: int, size: int) -> None:
     staged = media / STAGED
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir()
     try:
-        with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as tar:
+        with (
+            archive.open("rb") as handle,
+            tarfile.open(fileobj=io.BufferedReader(Slice(handle, offset, size)), mode="r|") as tar,
+        ):
             # Safe: only_photos refuses links, devices, absolute names and `..`.
             tar.extractall(staged, filter=only_photos)  # noqa: S202
     except (tarfile.TarError, OSError) as error:
@@ -112,6 +139,7 @@ def swap(media: Path) -> None:
     if aside.exists():
         sys.exit(f"error: {aside} exists: a previous restore did not finish; run it again")
     move_all(media, aside)
+    (media / SWAPPED).touch()
     move_all(staged, media)
     staged.rmdir()
     print("photos swapped")
@@ -119,18 +147,22 @@ def swap(media: Path) -> None:
 
 def reset(media: Path) -> None:
     aside = media / SET_ASIDE
-    if aside.is_dir():
-        # The restored photos go back to the staging folder, removed below.
+    if (media / SWAPPED).exists():
+        # The restored photos go back to the staging folder, removed below. Without the
+        # marker, a swap stopped while setting the current ones aside: what is left is theirs.
         move_all(media, media / STAGED)
+    if aside.is_dir():
         move_all(aside, media)
         aside.rmdir()
     shutil.rmtree(media / STAGED, ignore_errors=True)
+    (media / SWAPPED).unlink(missing_ok=True)
     count(media)
 
 
 def finish(media: Path) -> None:
-    for name in OURS:
+    for name in (STAGED, SET_ASIDE):
         shutil.rmtree(media / name, ignore_errors=True)
+    (media / SWAPPED).unlink(missing_ok=True)
     print("photos set aside removed")
 
 
@@ -143,12 +175,21 @@ COMMANDS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=COMMANDS)
+    parser.add_argument("archive", nargs="?", type=Path, help="stage: the archive file")
+    parser.add_argument("offset", nargs="?", type=int, help="stage: where media.tar starts")
+    parser.add_argument("size", nargs="?", type=int, help="stage: media.tar's size")
     args = parser.parse_args()
+    staging = args.command == "stage"
+    if staging != (args.size is not None):
+        parser.error("stage takes ARCHIVE OFFSET SIZE; the other commands take nothing")
     os.umask(0o022)
     if not MEDIA_DIR.is_dir():
         sys.exit(f"error: {MEDIA_DIR} does not exist; mount the media volume there")
     try:
-        COMMANDS[args.command](MEDIA_DIR)
+        if staging:
+            stage(MEDIA_DIR, args.archive, args.offset, args.size)
+        else:
+            COMMANDS[args.command](MEDIA_DIR)
     except OSError as error:
         sys.exit(f"error: {args.command}: {error}")
 

@@ -4,9 +4,8 @@ tools/ops runs it in the image of the version a rollback returns to: a non-empty
 list means the newer release migrated the schema further, and the rollback must choose
 between keeping that schema (safe for expand migrations) and reversing those migrations with
 the newer code, back to this code's `latest` migration of each app (or `zero`).
-With `--from-stdin` the migrations to compare are read from stdin (app.name, one a line) and
-the database is not read: ./ops restore asks whether an archive's schema is one this code can
-migrate forward from.
+With `--migrations APP.NAME...` those are compared and the database is not read: ./ops restore
+asks whether an archive's schema is one this code can migrate forward from.
 Exit 1 with one line when the database cannot be read, 3 on bad configuration.
 """
 
@@ -25,19 +24,21 @@ from config.preflight import exit_if_misconfigured
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--from-stdin", action="store_true", help="compare stdin's list")
+    parser.add_argument(
+        "--migrations", nargs="*", metavar="APP.NAME", help="compare these, not the database's"
+    )
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     exit_if_misconfigured()
     django.setup()
     try:
-        connection = None if args.from_stdin else connections["default"]
+        connection = None if args.migrations is not None else connections["default"]
         loader = MigrationLoader(connection, ignore_no_migrations=True)
     except DatabaseError as error:
         sys.exit(f"error: cannot read the applied migrations: {first_line(error)}")
     known = set(loader.disk_migrations)
-    if args.from_stdin:
-        applied = {tuple(line.strip().split(".", 1)) for line in sys.stdin if "." in line}
+    if args.migrations is not None:
+        applied = {tuple(name.split(".", 1)) for name in args.migrations if "." in name}
     else:
         applied = set(loader.applied_migrations)
     unknown = sorted(applied - known)

@@ -72,9 +72,7 @@ def test_operator_secrets_from_env_and_a_changed_password(compose_project, free_
     assert refusal.startswith(
         "init-secrets-1  | error: POSTGRES_PASSWORD differs from the postgres_password stored"
     )
-    assert refusal.endswith(
-        "docker compose run --rm init-secrets --replace postgres_password"
-    )
+    assert refusal.endswith("docker compose run --rm init-secrets --replace postgres_password")
     assert stored(stack, "postgres_password") == "first-password"
     assert stack.get("/readyz", https=False).status_code == 200
 

@@ -44,10 +44,15 @@ def up(
     return compose("up", *flags, *services)
 
 
-def one_off(service: str, *command: str) -> list[str]:
+def one_off(service: str, *command: str, mounts: Iterable[str] = ()) -> list[str]:
     """A one-off container of `service` (its image, volumes, networks and environment), without
-    starting what it depends on, removed when it ends; no terminal, no stdin but what is piped."""
-    return compose("run", "--rm", "--no-deps", "--pull", "never", "-T", service, *command)
+    starting what it depends on, removed when it ends; no terminal. `mounts` adds read-only bind
+    mounts (HOST:CONTAINER): a file is handed over that way, never piped to `run`'s stdin, which
+    compose can leave unforwarded when the container starts before it attaches (the one-off then
+    waits for input forever)."""
+    volumes = [arg for mount in mounts for arg in ("--volume", f"{mount}:ro")]
+    return compose("run", "--rm", "--no-deps", "--pull", "never", "-T", *volumes, service,
+                   *command)  # fmt: skip
 
 
 def in_service(service: str, *command: str) -> list[str]:

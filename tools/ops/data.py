@@ -11,6 +11,7 @@ import json
 import re
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from tools.ops import commands
 from tools.ops.console import OpsError
@@ -31,6 +32,9 @@ TABLES_WITH_ROWS = (
     ")))[1]::text = 'true' ORDER BY 1"
 )
 WAIT_POLL_S = 2
+# Where a one-off container finds an archive being restored (read-only).
+ARCHIVE_MOUNT = "/restore/archive.tar"
+MEDIA_TIMEOUT_S = 3600
 
 
 def quote(identifier: str) -> str:
@@ -206,12 +210,17 @@ class Data:
 
     # --- one-off containers of the release's web image ---------------------------------------
 
-    def media(self, *command: str, source: Iterable[bytes] | None = None) -> str:
-        answer = self.project.output(
-            commands.one_off("web", *commands.MEDIA, *command), source=source,
-            what=f"media_volume.py {command[0]}",
-        )  # fmt: skip
-        return answer.decode().strip()
+    def media(self, *command: str, mounts: Iterable[str] = ()) -> str:
+        return self.project.run(
+            commands.one_off("web", *commands.MEDIA, *command, mounts=mounts),
+            what=f"media_volume.py {command[0]}", timeout=MEDIA_TIMEOUT_S,
+        ).stdout.strip()  # fmt: skip
+
+    def stage_media(self, archive: Path, offset: int, size: int) -> str:
+        """An archive's photos (its media.tar: `size` bytes at `offset`) into the media volume's
+        staged folder; the archive is mounted read-only into the one-off container."""
+        return self.media("stage", ARCHIVE_MOUNT, str(offset), str(size),
+                          mounts=[f"{archive}:{ARCHIVE_MOUNT}"])  # fmt: skip
 
     def pack_media(self) -> Iterator[bytes]:
         return self.project.stream(
@@ -234,12 +243,11 @@ class Data:
 
     def unknown_migrations(self, migrations: list[str]) -> list[str]:
         """Those of `migrations` the running release's code does not have."""
-        text = "".join(f"{name}\n" for name in migrations).encode()
-        answer = self.project.output(
-            commands.one_off("web", *commands.UNKNOWN_MIGRATIONS, "--from-stdin"), source=[text],
+        answer = self.project.run(
+            commands.one_off("web", *commands.UNKNOWN_MIGRATIONS, "--migrations", *migrations),
             what="comparing the archive's migrations with the release's",
-        )  # fmt: skip
-        return json.loads(answer.decode().strip().splitlines()[-1])["unknown"]
+        ).stdout  # fmt: skip
+        return json.loads(answer.strip().splitlines()[-1])["unknown"]
 
 
 def parse_migrations(script: str) -> list[str]:
