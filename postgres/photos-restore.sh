@@ -7,6 +7,8 @@
 #   stage REPO SNAPSHOT   SNAPSHOT's photos into the media volume's staged folder, where
 #                         scripts/media_volume.py swaps them in (REPO: local or remote)
 #   into REPO SNAPSHOT    SNAPSHOT's photos straight into an empty media volume (a new VM)
+#   forget REPO DAYS      snapshots older than DAYS days before REPO's newest removed (the newest
+#                         always stays), and the data no snapshot needs any more
 set -eu
 
 # shellcheck source=postgres/backup-env.sh
@@ -66,5 +68,12 @@ case ${1:-} in
     restore "$2" "$3" "$media"
     echo "restored: $(find "$media" -type f | wc -l) photos of snapshot $3 ($2)"
     ;;
-  *) fail "usage: photos-restore snapshots|stage|into ..." ;;
+  forget)
+    [ $# = 3 ] || fail "usage: photos-restore forget REPO DAYS"
+    # --retry-lock: photos-backup may be writing a snapshot; prune waits for it.
+    restic_in "$2" forget --quiet --host catcollector --tag photos --keep-within "$3d" \
+      --keep-last 1 --prune --retry-lock 10m || fail "restic could not prune the $2 repository"
+    echo "kept the $2 repository's snapshots of the last $3 days"
+    ;;
+  *) fail "usage: photos-restore snapshots|check|stage|into|forget ..." ;;
 esac

@@ -133,6 +133,10 @@ def parser() -> argparse.ArgumentParser:
         "--verify", action="store_true",
         help="read every repository of the continuous archive back (slow: every byte)",
     )  # fmt: skip
+    backups.add_argument(
+        "--show-key", action="store_true",
+        help="print the backup key, to keep off this VM (a new VM restores with it)",
+    )  # fmt: skip
 
     restore = verbs.add_parser(
         "restore", help="the database and photos to a moment, or to an archive's, all or nothing"
@@ -182,6 +186,8 @@ def run(
     if args.verb == "status":
         summary, code = reporting.status(project, console)
         return summary, None, code
+    if args.verb == "backups" and args.show_key:
+        return backing_up.SHOW_KEY, backing_up.backup_key(project), 0
     if args.verb not in LOCKED:
         return (
             {

@@ -36,6 +36,13 @@ ARCHIVER = (
 
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# Where ./ops backup's restore check leaves its result (.ops/), read by ./ops backups and by
+# monitoring: {"time", "ok", "restore_point", "tables", "rows", "seconds", "problem"}.
+RESTORE_CHECK_FILE = "restore-check.json"
+# How long a restore point's WAL segment may take to reach this VM's repository (it is closed at
+# once: pg_switch_wal).
+POINT_ARCHIVED_TIMEOUT_S = 120
+RESTORE_POINT = ("python", "/app/scripts/restore_point.py")
 
 
 def shown(when: datetime.datetime | None) -> str:
@@ -169,6 +176,45 @@ class Archiving:
             problems.append("the photos' copy does not read back (restic check)")
         return "; ".join(problems) or None
 
+    # --- the restore check ---------------------------------------------------------------------
+
+    def restore_point(self, name: str) -> dict:
+        """A restore point in the WAL and every table's row count there (scripts/restore_point.py,
+        in a one-off of the release's web image)."""
+        answer = self.project.run(
+            commands.one_off("web", *RESTORE_POINT, name), what="marking a restore point"
+        ).stdout  # fmt: skip
+        return json.loads(answer.strip().splitlines()[-1])
+
+    def close_segment(self, lsn: str) -> str:
+        """The WAL segment holding `lsn`, closed now so that it is archived at once."""
+        if not re.fullmatch(r"[0-9A-F]{1,8}/[0-9A-F]{1,8}", lsn):
+            raise OpsError(f"{lsn!r} is not a WAL location")
+        return self.project.run(
+            commands.in_service("db", "sh", "-c", 'psql --no-psqlrc --tuples-only --no-align '
+                                '--username="$POSTGRES_USER" --dbname=postgres --command="'
+                                f"SELECT pg_walfile_name('{lsn}'), pg_switch_wal()\""),
+            what="closing the WAL segment",
+        ).stdout.strip().split("|")[0]  # fmt: skip
+
+    def has_segment(self, repo: int, segment: str) -> bool:
+        listed = json.loads(
+            self.pgbackrest(
+                "repo-ls", f"--repo={repo}", "--recurse", "--output=json", "archive/catcollector",
+                f"--filter={segment}", what=f"listing the {NAMES[repo]} repository's WAL",
+            ).stdout
+        )  # fmt: skip
+        return any(name.rsplit("/", 1)[-1].startswith(segment) for name in listed)
+
+    def restored_counts(self, name: str) -> dict[str, int]:
+        """This VM's newest base backup restored to the restore point `name` in a scratch
+        database (postgres/restore-check.sh), and its tables' row counts."""
+        answer = self.project.run(
+            commands.one_off_with_profile("tools", "restore-check", name),
+            what="restoring into the scratch database", timeout=PGBACKREST_TIMEOUT_S,
+        ).stdout  # fmt: skip
+        return json.loads(answer.strip().splitlines()[-1])
+
     # --- restic (the photos) ----------------------------------------------------------------
 
     def photo_snapshots(self, repo: int) -> list[tuple[str, datetime.datetime]]:
@@ -182,6 +228,16 @@ class Archiving:
             ((s["id"], datetime.datetime.fromisoformat(s["time"])) for s in snapshots or []),
             key=lambda snapshot: snapshot[1],
         )
+
+    def forget_photos(self, repo: int, oldest: datetime.datetime, now: datetime.datetime) -> str:
+        """Photo snapshots as far back as the database can be restored (`oldest`), a day more."""
+        days = (now - oldest).days + 2
+        return self.project.run(
+            commands.one_off_with_profile("tools", "photos-restore", "forget", NAMES[repo],
+                                          str(days)),
+            what=f"pruning the {NAMES[repo]} repository's photo snapshots",
+            timeout=PGBACKREST_TIMEOUT_S,
+        ).stdout.strip()  # fmt: skip
 
     def photos_copy_state(self) -> dict[int, str]:
         """The photos-backup service's last attempt per repository: `ok <time>` or `failed <time>

@@ -5,7 +5,7 @@ The steps of `backup`, each with one way to fail:
   base backups  pgBackRest's base backup into each repository of the continuous archive (this
             VM's, and the remote's with OPS_BACKUP_REMOTE): full once a week, differential
             otherwise; the WAL archived since the oldest one kept restores any second after it
-            (./ops restore --time)
+            (./ops restore --time); the photos' snapshots older than that go too
   database  pg_dump (one consistent snapshot; the site keeps serving) into the archive
   photos    the media volume, packed after the dump: a photo uploaded meanwhile is one file too
             many, never a row without its file (a photo replaced meanwhile can be missing: its
@@ -14,6 +14,9 @@ The steps of `backup`, each with one way to fail:
             of its data read back by pg_restore; only then is the archive renamed to its name
   prune     archives beyond retention (OPS_BACKUP_KEEP_DAILY, OPS_BACKUP_KEEP_WEEKLY) removed;
             only good archives count, and the newest is never removed
+  restore check  the newest base backup restored to a point marked now, in a scratch database,
+            every table's row count compared (tools/ops/restore_check.py); last, so that a
+            failure there still leaves the day's archive
 The archive of the other steps is the portable export: a pg_dump any PostgreSQL reads, and the
 photos as a tar. It is written as a hidden temporary file (fsynced, renamed, folder fsynced), so an
 interrupted or failed run never leaves anything that looks like a backup; its leftovers are
@@ -24,28 +27,34 @@ from __future__ import annotations
 
 import datetime
 import os
+import pwd
 import socket
 import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.ops import archive
+from tools.ops import archive, commands
 from tools.ops.archive import ArchiveError, Checked
 from tools.ops.archiving import NAMES, Archiving, shown
 from tools.ops.console import Console, OpsError
 from tools.ops.data import Data
 from tools.ops.project import Project
+from tools.ops.restore_check import RestoreCheck, last_result, shown_result
 
-STEPS = ("check", "base backups", "database", "photos", "verify", "prune")
+STEPS = ("check", "base backups", "database", "photos", "verify", "prune", "restore check")
 LIST_STEPS = ("archives", "continuous")
 # Archiving is behind when a segment has waited longer than this: twice archive_timeout
 # (compose.yaml) for the remote's round trip.
 ARCHIVE_LAG_LIMIT = datetime.timedelta(seconds=60)
-DEFAULT_DIR = "backups"
+# Outside the checkout: a clone removed or replaced keeps its archives. One folder serves every
+# project of the VM (an archive's name starts with its project's).
+DEFAULT_DIR = "/var/backups/catcollector"
 DEFAULT_DAILY = 7
 DEFAULT_WEEKLY = 4
 MAX_KEEP = 1000
+# Where the db image finds the backup key (postgres/backup-env.sh).
+BACKUP_KEY_FILE = "/run/secrets/catcollector/backup_key"
 # An archive without secrets still holds password hashes and sessions: group-readable at
 # most (for a backup-shipping user in the group); with secrets, the owner only.
 MODE, SECRETS_MODE = 0o640, 0o600
@@ -112,9 +121,16 @@ class Store:
         try:
             self.directory.mkdir(mode=0o750, parents=True, exist_ok=True)
         except OSError as error:
-            raise OpsError(f"cannot create OPS_BACKUP_DIR {self.directory}: {error}") from None
+            raise OpsError(f"cannot create OPS_BACKUP_DIR {self.directory} ({error.strerror}); "
+                           f"{self.fix()}") from None  # fmt: skip
         if not os.access(self.directory, os.W_OK | os.X_OK):
-            raise OpsError(f"OPS_BACKUP_DIR {self.directory} is not writable by this user")
+            raise OpsError(f"OPS_BACKUP_DIR {self.directory} is not writable by this user; "
+                           f"{self.fix()}")  # fmt: skip
+
+    def fix(self) -> str:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        return (f"make it this user's once: sudo install -d -m 0750 -o {user} {self.directory} "
+                "(sudo ./ops schedule does), or set OPS_BACKUP_DIR in .env")  # fmt: skip
 
     def paths(self) -> list[tuple[Path, datetime.datetime]]:
         if not self.directory.is_dir():
@@ -306,6 +322,9 @@ class Backup:
             label = archiving.base_backup(repo, now)
             self.console.note(f"{NAMES[repo]} repository: base backup {label} in "
                               f"{time.monotonic() - started:.1f} s")  # fmt: skip
+            # pgBackRest expired what retention drops; the photos follow the same window.
+            oldest = archiving.window(repo).oldest or now
+            self.console.note(archiving.forget_photos(repo, oldest, now))
 
     def run(self) -> str:
         with self.console.step("check"):
@@ -328,6 +347,8 @@ class Backup:
             raise
         with self.console.step("prune"):
             self.prune()
+        with self.console.step("restore check"):
+            self.console.note(RestoreCheck(self.project, self.console).run())
         return (
             f"{self.final.name}, {human_size(self.size)}: release {self.app}, {self.tables} "
             f"tables, {self.photo_count} photos{', secrets included' if self.with_secrets else ''}"
@@ -346,6 +367,17 @@ def backup(
     run = Backup(project, console, with_secrets, wait_s)
     summary = run.run()
     return summary, run.final
+
+
+SHOW_KEY = ("the backup key, printed below: keep it off this VM (a password manager); a new VM "
+            "restores from the remote with it as OPS_BACKUP_KEY")  # fmt: skip
+
+
+def backup_key(project: Project) -> str:
+    """The key that encrypts the remote copies (init-secrets stores it in the secrets volume)."""
+    return project.run(
+        commands.one_off_as_root("db", "cat", BACKUP_KEY_FILE), what="reading the backup key"
+    ).stdout.strip()  # fmt: skip
 
 
 def backups(
@@ -381,6 +413,10 @@ def backups(
             summary += f", {damaged} damaged"
     with console.step("continuous"):
         current, state = continuous_archive(project, console, now)
+        restorable, line = shown_result(last_result(project))
+        console.note(line)
+    if not restorable:
+        current, state = False, f"{state}; the last restore check FAILED"
     summary += f"; continuous archiving {state}"
     if verify:
         archiving = Archiving(project)

@@ -21,6 +21,7 @@ import pwd
 import tempfile
 from pathlib import Path
 
+from tools.ops.backup import Store
 from tools.ops.console import Console, OpsError
 from tools.ops.project import Project
 
@@ -82,6 +83,21 @@ def may_use_docker(user: str) -> bool:
     return user in group.gr_mem or pwd.getpwnam(user).pw_gid == group.gr_gid
 
 
+def archive_folder_for(folder: Path, user: str) -> str:
+    """The archive folder (OPS_BACKUP_DIR) made the backups' user's when it does not exist yet
+    (the default is a system path, which only root may create); an existing one is left as it
+    is, and the backup's check says if that user cannot write to it."""
+    if folder.exists():
+        return f"archives go to {folder}"
+    try:
+        folder.mkdir(mode=0o750, parents=True)
+        account = pwd.getpwnam(user)
+        os.chown(folder, account.pw_uid, account.pw_gid)
+    except OSError as error:
+        raise OpsError(f"cannot create the archive folder {folder}: {error.strerror}") from None
+    return f"archives go to {folder}, made {user}'s"
+
+
 def write_atomically(path: Path, text: str) -> None:
     handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(handle, "w") as out:
@@ -113,6 +129,7 @@ def schedule(
                 console.note(f"{target / file_name}")
         except PermissionError:
             raise OpsError(f"cannot write to {target}; run it with sudo") from None
+        console.note(archive_folder_for(Store(project, name).directory, user))
     with console.step("enable"):
         if not enable:
             console.note("not enabled (--no-enable)")
