@@ -3,10 +3,9 @@
   pack       a tar of every photo to stdout (./ops backup stores it as the archive's media.tar)
   count      `N files, B bytes`
   inventory  one line per photo, `sha256  size  name`, and a last line `N files, B bytes`
-  stage ARCHIVE OFFSET SIZE
-             a tar (an archive's media.tar, SIZE bytes at OFFSET in the file ARCHIVE, which
-             tools/ops mounts read-only) into a new folder of the volume, checked: regular files
-             and folders only, no name leaving the folder
+  stage TAR  a tar file (an archive's media.tar, which tools/ops mounts read-only) into a new
+             folder of the volume, checked: regular files and folders only, no name leaving the
+             folder
   swap       the staged photos become the volume's, the current ones are set aside
   reset      undoes swap if it ran (the photos set aside are the volume's again) and removes
              anything staged: the volume as it was before the restore; then `count`
@@ -21,7 +20,6 @@ inside a folder. Exit 1 with one line on failure.
 
 import argparse
 import hashlib
-import io
 import os
 import shutil
 import sys
@@ -90,33 +88,12 @@ def only_photos(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo:
     return member.replace(mode=0o755 if member.isdir() else 0o644, deep=False)
 
 
-class Slice(io.RawIOBase):
-    """SIZE bytes of a file from OFFSET on, read as a stream (a member of an archive)."""
-
-    def __init__(self, handle: io.BufferedReader, offset: int, size: int) -> None:
-        handle.seek(offset)
-        self.handle = handle
-        self.left = size
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        chunk = self.handle.read(min(len(buffer), self.left))
-        buffer[: len(chunk)] = chunk
-        self.left -= len(chunk)
-        return len(chunk)
-
-
-def stage(media: Path, archive: Path, offset: int, size: int) -> None:
+def stage(media: Path, source: Path) -> None:
     staged = media / STAGED
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir()
     try:
-        with (
-            archive.open("rb") as handle,
-            tarfile.open(fileobj=io.BufferedReader(Slice(handle, offset, size)), mode="r|") as tar,
-        ):
+        with tarfile.open(source, mode="r|") as tar:
             # Safe: only_photos refuses links, devices, absolute names and `..`.
             tar.extractall(staged, filter=only_photos)  # noqa: S202
     except (tarfile.TarError, OSError) as error:
@@ -175,19 +152,17 @@ COMMANDS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=COMMANDS)
-    parser.add_argument("archive", nargs="?", type=Path, help="stage: the archive file")
-    parser.add_argument("offset", nargs="?", type=int, help="stage: where media.tar starts")
-    parser.add_argument("size", nargs="?", type=int, help="stage: media.tar's size")
+    parser.add_argument("tar", nargs="?", type=Path, help="stage: the photos' tar file")
     args = parser.parse_args()
     staging = args.command == "stage"
-    if staging != (args.size is not None):
-        parser.error("stage takes ARCHIVE OFFSET SIZE; the other commands take nothing")
+    if staging != (args.tar is not None):
+        parser.error("stage takes TAR; the other commands take nothing")
     os.umask(0o022)
     if not MEDIA_DIR.is_dir():
         sys.exit(f"error: {MEDIA_DIR} does not exist; mount the media volume there")
     try:
         if staging:
-            stage(MEDIA_DIR, args.archive, args.offset, args.size)
+            stage(MEDIA_DIR, args.tar)
         else:
             COMMANDS[args.command](MEDIA_DIR)
     except OSError as error:

@@ -29,12 +29,10 @@ def photo(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
     return info, data
 
 
-def archive_with(tmp_path: Path, media_tar: bytes) -> tuple[Path, int, int]:
-    """A file holding other bytes around the media tar, as an ./ops archive does."""
-    before, after = b"x" * 1536, b"y" * 700
-    path = tmp_path / "archive.tar"
-    path.write_bytes(before + media_tar + after)
-    return path, len(before), len(media_tar)
+def tar_file(tmp_path: Path, media_tar: bytes) -> Path:
+    path = tmp_path / "media.tar"
+    path.write_bytes(media_tar)
+    return path
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -54,9 +52,9 @@ def media(tmp_path: Path) -> Path:
     return folder
 
 
-def test_stage_unpacks_only_the_slice_of_the_archive_that_is_media_tar(media, tmp_path, capsys):
+def test_stage_unpacks_the_photos(media, tmp_path, capsys):
     media_tar = tar_of([photo("cats/new.jpg", b"new photo"), photo("a.jpg", b"a")])
-    media_volume.stage(media, *archive_with(tmp_path, media_tar))
+    media_volume.stage(media, tar_file(tmp_path, media_tar))
     assert tree(media / media_volume.STAGED) == {"a.jpg": b"a", "cats/new.jpg": b"new photo"}
     assert capsys.readouterr().out.strip() == "2 files, 10 bytes staged"
 
@@ -77,7 +75,7 @@ def test_stage_refuses_what_is_not_a_photo_inside_the_folder_and_keeps_nothing(
         info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
     media_tar = tar_of([photo("fine.jpg", b"fine"), (info, data)])
     with pytest.raises(SystemExit, match="cannot be unpacked"):
-        media_volume.stage(media, *archive_with(tmp_path, media_tar))
+        media_volume.stage(media, tar_file(tmp_path, media_tar))
     assert not (media / media_volume.STAGED).exists()
     assert not (tmp_path / "escaped.jpg").exists()
     assert tree(media) == {"cats/old.jpg": b"old photo", "top.jpg": b"top photo"}
@@ -85,20 +83,19 @@ def test_stage_refuses_what_is_not_a_photo_inside_the_folder_and_keeps_nothing(
 
 def test_stage_keeps_an_absolute_name_inside_the_folder(media, tmp_path):
     media_tar = tar_of([photo("/etc/inside.jpg", b"in")])
-    media_volume.stage(media, *archive_with(tmp_path, media_tar))
+    media_volume.stage(media, tar_file(tmp_path, media_tar))
     assert tree(media / media_volume.STAGED) == {"etc/inside.jpg": b"in"}
 
 
-def test_stage_refuses_a_slice_that_is_not_a_tar(media, tmp_path):
-    path, offset, _ = archive_with(tmp_path, b"z" * 2048)
+def test_stage_refuses_a_file_that_is_not_a_tar(media, tmp_path):
     with pytest.raises(SystemExit, match="cannot be unpacked"):
-        media_volume.stage(media, path, offset, 2048)
+        media_volume.stage(media, tar_file(tmp_path, b"z" * 2048))
     assert not (media / media_volume.STAGED).exists()
 
 
 def test_swap_then_reset_gives_the_volume_back(media, tmp_path):
     before = tree(media)
-    media_volume.stage(media, *archive_with(tmp_path, tar_of([photo("new.jpg", b"new")])))
+    media_volume.stage(media, tar_file(tmp_path, tar_of([photo("new.jpg", b"new")])))
     media_volume.swap(media)
     assert tree(media) == {"new.jpg": b"new", media_volume.SWAPPED: b""} | {
         f"{media_volume.SET_ASIDE}/{name}": data for name, data in before.items()
@@ -110,7 +107,7 @@ def test_swap_then_reset_gives_the_volume_back(media, tmp_path):
 
 def test_reset_after_a_swap_stopped_while_setting_aside_keeps_every_current_photo(media, tmp_path):
     before = tree(media)
-    media_volume.stage(media, *archive_with(tmp_path, tar_of([photo("new.jpg", b"new")])))
+    media_volume.stage(media, tar_file(tmp_path, tar_of([photo("new.jpg", b"new")])))
     aside = media / media_volume.SET_ASIDE
     aside.mkdir()
     (media / "top.jpg").rename(aside / "top.jpg")
@@ -120,7 +117,7 @@ def test_reset_after_a_swap_stopped_while_setting_aside_keeps_every_current_phot
 
 
 def test_finish_removes_the_set_aside_photos_and_the_marker(media, tmp_path):
-    media_volume.stage(media, *archive_with(tmp_path, tar_of([photo("new.jpg", b"new")])))
+    media_volume.stage(media, tar_file(tmp_path, tar_of([photo("new.jpg", b"new")])))
     media_volume.swap(media)
     media_volume.finish(media)
     assert sorted(path.name for path in media.iterdir()) == ["new.jpg"]

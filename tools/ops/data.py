@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from tools.ops import commands
+from tools.ops.archive import Member, chunks_of
 from tools.ops.console import OpsError
 from tools.ops.project import Project
 
@@ -32,8 +33,9 @@ TABLES_WITH_ROWS = (
     ")))[1]::text = 'true' ORDER BY 1"
 )
 WAIT_POLL_S = 2
-# Where a one-off container finds an archive being restored (read-only).
-ARCHIVE_MOUNT = "/restore/archive.tar"
+# The photos of an archive being restored: the copy in .ops/, where a one-off container finds it.
+PHOTOS_COPY = "restore-photos.tar"
+PHOTOS_MOUNT = "/restore/media.tar"
 MEDIA_TIMEOUT_S = 3600
 
 
@@ -216,11 +218,21 @@ class Data:
             what=f"media_volume.py {command[0]}", timeout=MEDIA_TIMEOUT_S,
         ).stdout.strip()  # fmt: skip
 
-    def stage_media(self, archive: Path, offset: int, size: int) -> str:
-        """An archive's photos (its media.tar: `size` bytes at `offset`) into the media volume's
-        staged folder; the archive is mounted read-only into the one-off container."""
-        return self.media("stage", ARCHIVE_MOUNT, str(offset), str(size),
-                          mounts=[f"{archive}:{ARCHIVE_MOUNT}"])  # fmt: skip
+    def stage_media(self, archive_path: Path, member: Member) -> str:
+        """An archive's photos (its media.tar) into the media volume's staged folder. The
+        container reads a copy of media.tar alone, world-readable (photos are public; the archive
+        is not: its dump holds password hashes), mounted read-only: its user is the web image's,
+        not the archive's owner."""
+        copy = self.project.state_dir / PHOTOS_COPY
+        self.project.state_dir.mkdir(exist_ok=True)
+        try:
+            with copy.open("wb") as out:
+                for chunk in chunks_of(archive_path, member):
+                    out.write(chunk)
+            copy.chmod(0o644)
+            return self.media("stage", PHOTOS_MOUNT, mounts=[f"{copy}:{PHOTOS_MOUNT}"])
+        finally:
+            copy.unlink(missing_ok=True)
 
     def pack_media(self) -> Iterator[bytes]:
         return self.project.stream(

@@ -67,9 +67,6 @@ class Restore:
         self.project.compose_files_check()
         if not self.path.is_file():
             raise OpsError(f"{self.path} is not a file")
-        if ":" in str(self.path):
-            # Docker's bind-mount syntax splits on it; the photos are handed over by a mount.
-            raise OpsError(f"{self.path} has a ':' in its path; move or link it elsewhere")
         try:
             self.checked = archive.check(self.path)
         except ArchiveError as error:
@@ -146,7 +143,7 @@ class Restore:
 
     def photos(self) -> None:
         member = self.checked.members[archive.MEDIA]
-        staged = self.data.stage_media(self.path, member.offset, member.size)
+        staged = self.data.stage_media(self.path, member)
         self.console.note(staged)
 
     def switch(self) -> None:
