@@ -143,8 +143,11 @@ def provenance(entries: list[dict]) -> str:
         return "Not measured yet: `python -m tests.measured` fills this table after a run."
     runs = {(e["commit"], e["date"]) for e in entries}
     dates = sorted({date for _, date in runs})
-    commits = sorted({commit for commit, _ in runs}, key=lambda c: max(
-        date for commit, date in runs if commit == c))  # fmt: skip
+    # By the day each was last measured, then in the order the runs were kept (the file's):
+    # the same file always gives the same text.
+    order = list(dict.fromkeys(e["commit"] for e in entries))
+    commits = sorted(order, key=lambda c: (max(date for commit, date in runs if commit == c),
+                                           order.index(c)))  # fmt: skip
     tests = sorted({e["test"].split("::")[0] for e in entries})
     when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
     return (

@@ -306,6 +306,12 @@ STACK = Table(
             "`stack/test_site.py` (above 180 s)",
         ),
         (
+            "both web containers restarted together, waiting for the database meanwhile: from "
+            "healthy to the site serving",
+            m("web restarted", span("served_after_healthy_s", 1, " s")),
+            "`ops/test_deploy.py`, status (above 3 s; nginx's default pause gave 10 s)",
+        ),
+        (
             "`up -d --force-recreate web` under load: requests failing for",
             m("recreate web under load", span("error_window_s", 1, " s")),
             "`stack/test_recreate.py` (a failure 15 s after web is healthy)",

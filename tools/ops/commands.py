@@ -112,6 +112,16 @@ def project_containers(project: str) -> list[str]:
     ]
 
 
+def project_objects(kind: str, project: str) -> list[str]:
+    """The names of every network or volume (`kind`) compose made for `project`."""
+    return [DOCKER, kind, "ls", "--format", "{{.Name}}", "--filter",
+            f"label=com.docker.compose.project={project}"]  # fmt: skip
+
+
+def remove_networks(names: Iterable[str]) -> list[str]:
+    return [DOCKER, "network", "rm", *names]
+
+
 def inspect(*ids: str) -> list[str]:
     return [DOCKER, "container", "inspect", *ids]
 

@@ -272,6 +272,27 @@ class Deployment:
         defined = set(self.project.config()["services"])
         dropped = [c for c in self.project.all_containers() if c.service not in defined]
         self.retire_containers(dropped, "container(s) of services no longer defined")
+        if dropped:
+            self.forget_undefined()
+
+    def forget_undefined(self) -> None:
+        """What the dropped services used and the compose files no longer define: networks go
+        (they hold nothing); volumes stay, with their data, named with the command that removes
+        them: their data is the operator's to throw away."""
+        config, name = self.project.config(), self.project.name()
+        for kind in ("network", "volume"):
+            defined = {item["name"] for item in config.get(f"{kind}s", {}).values()}
+            listed = self.project.run(commands.project_objects(kind, name)).stdout.split()
+            unused = [item for item in listed if item not in defined]
+            if not unused:
+                continue
+            if kind == "network":
+                self.project.run(commands.remove_networks(unused), what="removing networks")
+                self.console.note(f"network(s) no longer defined removed: {', '.join(unused)}")
+            else:
+                self.console.note(f"volume(s) no longer defined kept, with their data: "
+                                  f"{', '.join(unused)} (to remove: docker volume rm "
+                                  f"{' '.join(unused)})")  # fmt: skip
 
     def retire_containers(self, containers: list[Container], kind: str) -> None:
         if not containers:
