@@ -142,8 +142,12 @@ def test_ports_written_twice_agree(compose_project):
     web, nginx = image_env(images["web"]), image_env(images["nginx"])
 
     template = (REPO / "nginx/templates/site.conf.template").read_text()
-    upstream = r"server \$\{NGINX_UPSTREAM_HOST\}:(\d+) resolve;"
+    upstream = r"server \$\{NGINX_UPSTREAM_HOST\}:(\d+) resolve\b"
     assert re.findall(upstream, template) == [web["GUNICORN_PORT"]]
+    # A container that refused a connection is skipped no longer than a DNS answer is kept.
+    assert re.findall(r"fail_timeout=(\w+);", template) == re.findall(
+        r"resolver .* valid=(\w+)", template
+    )
     assert published_targets(("compose.yaml", "compose.dev.yaml"), "web") == [
         int(web["GUNICORN_PORT"])
     ]
