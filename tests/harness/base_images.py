@@ -260,5 +260,11 @@ def dockerfile_base(repo: Path, relative: str, named_contexts: frozenset[str] = 
 
 
 def service_image(repo: Path, service: str) -> str:
-    """The image compose.yaml runs for a service it pulls (db: the official postgres image)."""
+    """The image compose.yaml runs for a service."""
     return compose_config(repo)["services"][service]["image"]
+
+
+def postgres_image(repo: Path) -> str:
+    """The official postgres image the db image (postgres/Dockerfile) starts from: a plain
+    PostgreSQL server, for tests that need one beside the stack, and swarm's database."""
+    return dockerfile_base(repo, "postgres/Dockerfile")

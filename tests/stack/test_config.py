@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 
 from tests.harness import REPO
-from tests.harness.base_images import service_image
+from tests.harness.base_images import postgres_image, service_image
 from tests.harness.docker import clean_env, docker
 from tests.harness.polling import wait_until
 from tests.stack.support import ENV_EXAMPLE, SUPERUSER, boot, env_example_variables, stack_env
@@ -202,7 +202,7 @@ def test_external_database_through_the_documented_override(
 ):
     network = containers.network()
     database = containers.run(
-        DB_IMAGE,
+        postgres_image(REPO),
         env={"POSTGRES_USER": "ext", "POSTGRES_PASSWORD": "ext-password", "POSTGRES_DB": "extdb"},
         options=["--network", network, "--network-alias", "external-db"],
     )
