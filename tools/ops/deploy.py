@@ -153,11 +153,16 @@ class Deployment:
                     f"(./ops deploy {self.target.app} --build) or pull it "
                     f"(./ops deploy {self.target.app} --pull)"
                 )
-        # The database's image (postgres/) is not a release's: made once, from the checkout.
+        # The database's image (postgres/) is not a release's: built from the checkout at each
+        # deploy (from the build cache when postgres/ is unchanged), so the one-off containers
+        # of its image run this checkout's scripts; the running db keeps its container, and
+        # takes the new image the next time compose recreates it.
         database = self.images.service_image("db")
-        if database and not self.images.exists(database):
-            self.console.note(f"{database}: building from {self.project.directory}")
+        if database:
+            started = time.monotonic()
             self.images.build("db", self.target.app, self.target.proxy)
+            self.console.note(f"{database}: built from {self.project.directory} in "
+                              f"{time.monotonic() - started:.1f} s")  # fmt: skip
 
     def up(self) -> None:
         self.project.run(
