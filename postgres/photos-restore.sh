@@ -73,7 +73,7 @@ case ${1:-} in
     # --retry-lock: photos-backup may be writing a snapshot; prune waits for it.
     restic_in "$2" forget --quiet --host catcollector --tag photos --keep-within "$3d" \
       --keep-last 1 --prune --retry-lock 10m || fail "restic could not prune the $2 repository"
-    echo "kept the $2 repository's snapshots of the last $3 days"
+    echo "kept the $2 repository's snapshots of the last $3 day(s)"
     ;;
   *) fail "usage: photos-restore snapshots|check|stage|into|forget ..." ;;
 esac

@@ -48,15 +48,15 @@ main() {
   mkdir -p "$socket"
   pgbackrest --stanza=catcollector --repo=1 restore --pg1-path="$scratch" --type=name \
     --target="$1" --target-action=promote \
-    --recovery-option="restore_command=pgbackrest --stanza=catcollector --repo=1 archive-get %f \"%p\"" ||
+    --recovery-option="restore_command=pgbackrest --stanza=catcollector --repo=1 --pg1-path=$scratch archive-get %f \"%p\"" ||
     fail "pgBackRest could not restore this VM's newest base backup (its lines above say why)"
   pg_ctl --pgdata="$scratch" --log="$log" --wait --timeout="$recovery_timeout_s" \
     --options="$server_options" start >/dev/null ||
-    fail "the restored copy did not start: $(tail -n 1 "$log")"
+    fail "the restored copy did not start: $(grep -m 1 -E 'FATAL|ERROR' "$log" || tail -n 1 "$log")"
   waited=0
   until opened; do
     if [ "$waited" -ge "$recovery_timeout_s" ] || ! pg_ctl --pgdata="$scratch" status >/dev/null; then
-      fail "recovery did not reach $1: $(tail -n 1 "$log")"
+      fail "recovery did not reach $1: $(grep -m 1 -E 'FATAL|ERROR' "$log" || tail -n 1 "$log")"
     fi
     sleep 1
     waited=$((waited + 1))

@@ -231,7 +231,7 @@ class Archiving:
 
     def forget_photos(self, repo: int, oldest: datetime.datetime, now: datetime.datetime) -> str:
         """Photo snapshots as far back as the database can be restored (`oldest`), a day more."""
-        days = (now - oldest).days + 2
+        days = max((now - oldest).days, 0) + 2
         return self.project.run(
             commands.one_off_with_profile("tools", "photos-restore", "forget", NAMES[repo],
                                           str(days)),

@@ -83,10 +83,14 @@ class RestoreCheck:
         name = f"ops-restore-check-{now:%Y%m%dT%H%M%SZ}"
         started = time.monotonic()
         expected: dict[str, int] = {}
+        details = ""
         try:
             expected, problem = self.compare(name)
         except OpsError as error:
-            problem = str(error)
+            # The file gets the reason and its last line of evidence; the verb prints them all.
+            problem, details = str(error), error.details
+            if details:
+                problem = f"{problem}: {details.strip().splitlines()[-1]}"
         seconds = round(time.monotonic() - started, 1)
         self.write({
             "time": shown(now), "ok": problem is None, "restore_point": name,
@@ -94,7 +98,7 @@ class RestoreCheck:
             "problem": problem,
         })  # fmt: skip
         if problem:
-            raise OpsError(f"the restore check failed: {problem}")
+            raise OpsError(f"the restore check failed: {problem}", details)
         return (f"restored into a scratch database in {seconds:.0f} s: {len(expected)} tables, "
                 f"{sum(expected.values())} rows, every count as at the point")  # fmt: skip
 
