@@ -89,6 +89,13 @@ class Recovery:
         if not snapshots:
             raise OpsError("the remote holds no snapshot of the photos")
         self.snapshot, taken = snapshots[-1]
+        # The media volume made as web would make it: its root the app user's (Docker copies the
+        # image's folder, owner included), so the site can add photos beside the restored ones.
+        self.project.run(
+            commands.compose("run", "--rm", "--no-deps", "--pull", "never", "-T",
+                             "--entrypoint", "true", "web"),
+            env=self.release.env, what="making the media volume",
+        )  # fmt: skip
         restored = self.project.run(
             commands.one_off_with_profile("tools", "photos-restore", "into", NAMES[REMOTE],
                                           self.snapshot),
