@@ -44,6 +44,9 @@ restore() {
   mkdir -p "$3"
   restic_in "$1" restore --quiet "$2:$media" --target "$3" ||
     fail "restic could not restore snapshot $2 from the $1 repository"
+  # FOLDER is root's when this made it: the media volume's owner (the app user) moves its
+  # entries in (scripts/media_volume.py swap).
+  chown "$(stat -c %u:%g "$media")" "$3"
 }
 
 case ${1:-} in
