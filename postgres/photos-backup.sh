@@ -40,7 +40,8 @@ repositories() {
 snapshot() {
   restic_in "$1" cat config >/dev/null 2>&1 || restic_in "$1" init --quiet || true
   # A restore's staged and set-aside folders (scripts/media_volume.py) are not photos yet.
-  if output=$(restic_in "$1" backup --quiet --host catcollector --tag photos \
+  # --retry-lock: ./ops backup's pruning (photos-restore forget) holds the repository a while.
+  if output=$(restic_in "$1" backup --quiet --host catcollector --tag photos --retry-lock 5m \
     --skip-if-unchanged --exclude "$media/.restore-*" "$media" 2>&1); then
     echo "ok $(date +%s)" >"$status_dir/$1"
   else
