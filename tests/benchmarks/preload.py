@@ -21,7 +21,7 @@ import requests
 
 from tests.benchmarks.wrk import parse_wrk
 from tests.harness import REPO
-from tests.harness.base_images import service_image
+from tests.harness.base_images import postgres_image
 from tests.harness.containers import Containers
 from tests.harness.docker import build_image, docker, run_id
 
@@ -47,7 +47,7 @@ def network_with_database(containers: Containers, password: str) -> str:
     """A network where compose's PostgreSQL image answers as `db`, as in the stack."""
     network = containers.network()
     containers.run(
-        service_image(REPO, "db"),
+        postgres_image(REPO),
         env={"POSTGRES_PASSWORD": password},
         options=["--network", network, "--network-alias", "db"],
     )

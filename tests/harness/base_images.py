@@ -22,8 +22,9 @@ COMPOSE_FILE = "compose.yaml"
 # Example values for every variable compose.yaml interpolates: enough for `config` to resolve.
 COMPOSE_ENV_EXAMPLE = ".env.example"
 # Dockerfiles whose base the harness passes in rather than pulls: the stand-ins' (a root
-# filesystem it builds) and the test balancer's (the nginx image's base, already listed).
-HARNESS_BUILT = ("tests/harness/standins/", "tests/harness/balancer/")
+# filesystem it builds) and the test tools' (the test balancer, the SFTP server: the nginx
+# image's base, already listed).
+HARNESS_BUILT = ("tests/harness/standins/", "tests/harness/balancer/", "tests/harness/sftp/")
 
 
 class BaseImageError(RuntimeError):
@@ -259,5 +260,11 @@ def dockerfile_base(repo: Path, relative: str, named_contexts: frozenset[str] = 
 
 
 def service_image(repo: Path, service: str) -> str:
-    """The image compose.yaml runs for a service it pulls (db: the official postgres image)."""
+    """The image compose.yaml runs for a service."""
     return compose_config(repo)["services"][service]["image"]
+
+
+def postgres_image(repo: Path) -> str:
+    """The official postgres image the db image (postgres/Dockerfile) starts from: a plain
+    PostgreSQL server, for tests that need one beside the stack, and swarm's database."""
+    return dockerfile_base(repo, "postgres/Dockerfile")

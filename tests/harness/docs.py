@@ -58,7 +58,6 @@ DOCKERFILE_INSTRUCTIONS = frozenset(
 GENERATED = {
     "tests/artifacts/": HARNESS,  # test runs' measurements and logs
     ".ops/": ("tools/ops/",),  # ./ops's state: the release history
-    "backups/": ("tools/ops/",),  # ./ops backup's default archive folder (OPS_BACKUP_DIR)
 }
 
 NAME = r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+"

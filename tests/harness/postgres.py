@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 
 from tests.harness import REPO
-from tests.harness.base_images import service_image
+from tests.harness.base_images import postgres_image
 from tests.harness.docker import RUN_LABEL, docker, engine_problem, run_id
 from tests.harness.ports import free_port
 
@@ -189,7 +189,7 @@ class ContainerCluster(Cluster):
     the leftovers check finds it if a run is killed."""
 
     def __init__(self, settings: dict[str, str] | None = None) -> None:
-        self.image = service_image(REPO, "db")
+        self.image = postgres_image(REPO)
         self.settings = {**FAST_SETTINGS, **(settings or {})}
         self.password = secrets.token_urlsafe(24)
         self.name = f"{run_id()}-postgres-{secrets.token_hex(3)}"

@@ -18,12 +18,12 @@ import pytest
 import requests
 
 from tests.harness import REPO
-from tests.harness.base_images import service_image
+from tests.harness.base_images import postgres_image
 from tests.harness.containers import Container, Containers
 from tests.harness.docker import build_image, docker
 
 WEB_IMAGE = "catcollector-test/web:latest"
-POSTGRES_IMAGE = service_image(REPO, "db")
+POSTGRES_IMAGE = postgres_image(REPO)
 SITE_HOST = "cats.example.com"
 DB_ALIAS = "db"
 DB_PASSWORD = "image-tests-password"  # noqa: S105 (throwaway database of one test)

@@ -238,6 +238,65 @@ BACKUPS = Table(
     ),
 )
 
+ARCHIVING = Table(
+    header=("what", "measured", "the test fails"),
+    rows=(
+        (
+            "a cat acknowledged until its WAL segment is on the remote (nothing forced; "
+            "`archive_timeout` 30 s)",
+            m("archive lag", span("database_s", 1, " s")),
+            "not there within 60 s",
+        ),
+        (
+            "a photo acknowledged until a new snapshot is on the remote",
+            m("archive lag", span("photos_s", 1, " s")),
+            "not there within 60 s",
+        ),
+        (
+            "the VM killed while a writer adds a cat every 0.2 s: writes acknowledged, lost",
+            m("disaster drill", text("{a}, {l}", a=span("acknowledged", 0), l=span("lost", 0))),
+            "",
+        ),
+        (
+            "the oldest write lost, before the VM died (the RPO seen)",
+            m("disaster drill", span("oldest_lost_before_death_s", 1, " s")),
+            "above 60 s",
+        ),
+        (
+            "photos acknowledged, lost (each restored cat's photo is served)",
+            m(
+                "disaster drill",
+                text("{a}, {l}", a=span("photos_acknowledged", 0), l=span("photos_lost", 0)),
+            ),
+            "a restored cat without its photo",
+        ),
+        (
+            "`./ops recover` on a new VM from the remote alone, until the site serves: database, "
+            "photos, seconds",
+            m(
+                "disaster drill",
+                text(
+                    "{d}, {p}, {s}",
+                    d=span("database_mb", 0, " MB"),
+                    p=span("photos", 0, " photos"),
+                    s=span("recover_s", 1, " s"),
+                ),
+            ),
+            "",
+        ),
+        (
+            "`./ops restore --time` on the same site, until the site serves",
+            m("restore to a moment", span("seconds", 1, " s")),
+            "a cat acknowledged before the moment missing, or one sent after it back",
+        ),
+        (
+            "the restore check of `./ops backup` (10,000 cats)",
+            m("restore check", span("seconds", 1, " s")),
+            "row counts differ",
+        ),
+    ),
+)
+
 STACK = Table(
     header=("what", "measured", "test (fails when)"),
     rows=(
@@ -483,6 +542,7 @@ TABLES: dict[str, Table] = {
     "deploys": DEPLOYS,
     "worker": WORKER,
     "backups": BACKUPS,
+    "archiving": ARCHIVING,
     "stack": STACK,
     "swarm": SWARM,
     "reboot": REBOOT,

@@ -44,6 +44,12 @@ class OpsProject:
     def site(self) -> Site:
         return Site(self.port)
 
+    @property
+    def archives(self) -> Path:
+        """OPS_BACKUP_DIR: beside the project folder, in the test's own temporary folder (the
+        default is a system path shared by every project of a VM)."""
+        return self.directory.parent / "archives"
+
     def ops(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """`./ops ARGS` in the project folder; its duration is kept under the verb's name."""
         started = time.monotonic()
@@ -142,7 +148,8 @@ def project_copy(
     images = (f"{name}/web", f"{name}/nginx")
     lines = {
         "COMPOSE_PROJECT_NAME": name, "HTTP_BIND": "127.0.0.1", "HTTP_PORT": str(port),
-        "WEB_IMAGE": images[0], "NGINX_IMAGE": images[1], **(env or {}),
+        "WEB_IMAGE": images[0], "NGINX_IMAGE": images[1],
+        "OPS_BACKUP_DIR": str(parent / "archives"), **(env or {}),
     }  # fmt: skip
     (directory / ".env").write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
     project = OpsProject(directory, name, port, images)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -31,30 +32,13 @@ import requests
 from tests.harness.docker import clean_env
 from tests.harness.measurements import record
 from tests.ops.releases import EXPAND_MIGRATION, EXPAND_NAME, NICKNAME_FIELD
+from tests.ops.seeds import psql, seed
 from tests.ops.traffic import Traffic
 from tests.stack.support import SITE_HOST
 from tools.ops import archive
 
 CATS = 10_000
 PHOTOS = 200
-# Small real images (random pixels, so they do not compress to nothing): about 7 KB each.
-SEED_PHOTOS = f"""
-import os
-from pathlib import Path
-from PIL import Image
-folder = Path("/srv/media/cats")
-folder.mkdir(exist_ok=True)
-for number in range(1, {PHOTOS} + 1):
-    pixels = os.urandom(48 * 48 * 3)
-    Image.frombytes("RGB", (48, 48), pixels).save(folder / f"seed-{{number:03}}.png")
-"""
-SEED_CATS = f"""
-INSERT INTO cats_cat (name, breed, description, age, photo, created_at, updated_at)
-SELECT 'Cat ' || g, 'Tabby', repeat('Likes boxes. ', 1 + g % 8), g % 20,
-       CASE WHEN g <= {PHOTOS} THEN 'cats/seed-' || lpad(g::text, 3, '0') || '.png' ELSE '' END,
-       now() - g * interval '1 minute', now()
-FROM generate_series(1, {CATS}) AS g;
-"""  # noqa: S608 (constants only)
 # One line per table: its name and an md5 of all its rows in a fixed order.
 TABLE_DIGESTS = """
 SELECT tablename || ' ' || (xpath('/row/d/text()', query_to_xml(format(
@@ -79,13 +63,6 @@ RESTORE_POLL_S = 0.1
 
 # What the scenes hand to the later ones.
 state: dict = {}
-
-
-def psql(project, sql: str) -> str:
-    return project.compose(
-        "exec", "-T", "db", "psql", "--username=catcollector", "--dbname=catcollector",
-        "--no-align", "--tuples-only", "--set=ON_ERROR_STOP=1", "--command", sql,
-    ).stdout.strip()  # fmt: skip
 
 
 def digests(project) -> dict[str, str]:
@@ -138,10 +115,14 @@ def test_a_site_with_cats_and_photos(ops_project):
     ops_project.create_superuser()
     with (ops_project.directory / ".env").open("a") as env:
         env.write(f"OPS_BACKUP_KEEP_DAILY={KEEP_DAILY}\nOPS_BACKUP_KEEP_WEEKLY={KEEP_WEEKLY}\n")
-    ops_project.compose("run", "--rm", "--no-deps", "-T", "web", "python", "-c", SEED_PHOTOS)
-    psql(ops_project, SEED_CATS)
+    seed(ops_project, CATS, PHOTOS)
     assert psql(ops_project, "SELECT count(*) FROM cats_cat") == str(CATS)
     assert len(photos(ops_project)) == PHOTOS
+
+
+def restore_check(project) -> dict:
+    """The newest restore check's result, as ./ops backup wrote it for monitoring."""
+    return json.loads((project.directory / ".ops" / "restore-check.json").read_text())
 
 
 def test_backup_writes_one_verified_archive_and_prints_its_path(ops_project):
@@ -150,10 +131,10 @@ def test_backup_writes_one_verified_archive_and_prints_its_path(ops_project):
     path = archive_path(result)
     lines = result.stdout.splitlines()
     assert [line.split("] ")[1] for line in lines if "] " in line] == [
-        "check", "database", "photos", "verify", "prune",
+        "check", "base backups", "database", "photos", "verify", "prune", "restore check",
     ]  # fmt: skip
     assert lines[-2].startswith("backup: done in ")
-    assert path.parent == ops_project.directory / "backups"
+    assert path.parent == ops_project.archives
     assert re.fullmatch(rf"{ops_project.name}-\d{{8}}T\d{{6}}Z\.tar", path.name)
     assert path.stat().st_mode & 0o777 == 0o640
     checked = archive.check(path)
@@ -165,6 +146,10 @@ def test_backup_writes_one_verified_archive_and_prints_its_path(ops_project):
     assert manifest["secrets"] is False
     assert archive.SECRETS not in checked.members
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    checked_restore = restore_check(ops_project)
+    assert checked_restore["ok"] is True, checked_restore
+    assert checked_restore["rows"] > CATS, checked_restore
+    record("restore check", {key: checked_restore[key] for key in ("seconds", "rows")})
     # Kept outside the folder: retention below may remove it from there.
     state["quiet"] = ops_project.directory.parent / "quiet-backup.tar"
     os.link(path, state["quiet"])
@@ -183,7 +168,7 @@ def test_the_scheduled_backup_runs_under_load_and_prunes_by_retention(ops_projec
     command, workdir = shlex.split(unit["ExecStart"]), Path(unit["WorkingDirectory"])
     assert workdir == ops_project.directory
 
-    folder = ops_project.directory / "backups"
+    folder = ops_project.archives
     [first] = folder.iterdir()
     old = {
         label: folder / archive.archive_name(ops_project.name, when) for label, when in OLD.items()
@@ -255,6 +240,9 @@ def test_backups_lists_each_archive_with_age_size_and_state(ops_project):
     assert "verified: release a, " in listed[newest]
     assert "DAMAGED: truncated" in listed[archive.archive_name(ops_project.name, DAMAGED_AT)]
     assert "4 good archive(s)" in result.stdout
+    # The scheduled run's restore check, under load: the counts at the point were exact.
+    when = restore_check(ops_project)["time"]
+    assert f"restore check: passed at {when} (" in result.stdout, result.stdout
     assert ops_project.ops("backups", "--max-age", "1").returncode == 0
     stale = ops_project.ops("backups", "--max-age", "0.0001", check=False)
     assert stale.returncode == 1

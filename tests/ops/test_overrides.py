@@ -18,7 +18,7 @@ import requests
 import urllib3
 
 from tests.harness import REPO
-from tests.harness.base_images import service_image
+from tests.harness.base_images import postgres_image
 from tests.harness.containers import Container, Containers, slug
 from tests.harness.polling import wait_until
 from tests.harness.ports import free_port
@@ -142,7 +142,7 @@ def external_database(run_id: str) -> Iterator[tuple[str, Container]]:
     try:
         network = containers.network()
         database = containers.run(
-            service_image(REPO, "db"),
+            postgres_image(REPO),
             env={"POSTGRES_USER": "ext", "POSTGRES_PASSWORD": "ext-pw", "POSTGRES_DB": "extdb"},
             options=["--network", network, "--network-alias", "external-db"],
         )

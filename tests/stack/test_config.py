@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 
 from tests.harness import REPO
-from tests.harness.base_images import service_image
+from tests.harness.base_images import postgres_image, service_image
 from tests.harness.docker import clean_env, docker
 from tests.harness.polling import wait_until
 from tests.stack.support import ENV_EXAMPLE, SUPERUSER, boot, env_example_variables, stack_env
@@ -143,8 +143,12 @@ def test_ports_written_twice_agree(compose_project):
     web, nginx = image_env(images["web"]), image_env(images["nginx"])
 
     template = (REPO / "nginx/templates/site.conf.template").read_text()
-    upstream = r"server \$\{NGINX_UPSTREAM_HOST\}:(\d+) resolve;"
+    upstream = r"server \$\{NGINX_UPSTREAM_HOST\}:(\d+) resolve\b"
     assert re.findall(upstream, template) == [web["GUNICORN_PORT"]]
+    # A container that refused a connection is skipped no longer than a DNS answer is kept.
+    assert re.findall(r"fail_timeout=(\w+);", template) == re.findall(
+        r"resolver .* valid=(\w+)", template
+    )
     assert published_targets(("compose.yaml", "compose.dev.yaml"), "web") == [
         int(web["GUNICORN_PORT"])
     ]
@@ -199,7 +203,7 @@ def test_external_database_through_the_documented_override(
 ):
     network = containers.network()
     database = containers.run(
-        DB_IMAGE,
+        postgres_image(REPO),
         env={"POSTGRES_USER": "ext", "POSTGRES_PASSWORD": "ext-password", "POSTGRES_DB": "extdb"},
         options=["--network", network, "--network-alias", "external-db"],
     )

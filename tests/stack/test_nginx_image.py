@@ -247,12 +247,12 @@ def test_upstream_is_the_active_release_unless_a_host_is_named(containers, nginx
     stack names its web service instead (stack.yaml)."""
     result = nginx_t(containers, nginx_image, BASE_ENV)
     assert result.returncode == 0, result.stderr
-    assert re.findall(r"^\s*server (\S+) resolve;", result.stdout, re.MULTILINE) == [
+    assert re.findall(r"^\s*server (\S+) resolve\b", result.stdout, re.MULTILINE) == [
         "web-test:8000"
     ]
     result = nginx_t(containers, nginx_image, {**BASE_ENV, "NGINX_UPSTREAM_HOST": "web"})
     assert result.returncode == 0, result.stderr
-    assert re.findall(r"^\s*server (\S+) resolve;", result.stdout, re.MULTILINE) == ["web:8000"]
+    assert re.findall(r"^\s*server (\S+) resolve\b", result.stdout, re.MULTILINE) == ["web:8000"]
 
 
 def trust_notices(result: subprocess.CompletedProcess[str]) -> list[str]:

@@ -37,6 +37,7 @@ def test_fresh_up_reaches_healthy_with_migrations_applied(shared_stack):
         "db": ("running", "healthy", 0),
         "web": ("running", "healthy", 0),
         "nginx": ("running", "healthy", 0),
+        "photos-backup": ("running", "healthy", 0),
     }
     shared_stack.exec("web", "python", "manage.py", "migrate", "--check")
     ready = shared_stack.get("/readyz", host="10.20.30.40", https=False)
@@ -396,6 +397,8 @@ def test_containers_are_locked_down(shared_stack):
         "db": {"CHOWN", "DAC_READ_SEARCH", "SETGID", "SETUID"},
         "web": set(),
         "nginx": set(),
+        # Root with no capability: it reads the photos (world-readable) and its own volume.
+        "photos-backup": set(),
     }
     for service, capabilities in services.items():
         host = shared_stack.inspect(service)["HostConfig"]

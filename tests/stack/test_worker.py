@@ -214,7 +214,7 @@ def stack_without_worker(compose_project, free_port) -> Stack:
 def test_without_the_override_web_makes_the_thumbnail_in_the_request(stack_without_worker):
     stack = stack_without_worker
     assert {c["Service"] for c in stack.project.ps()} == {
-        "init-secrets", "publish", "db", "web", "nginx",
+        "init-secrets", "publish", "db", "web", "nginx", "photos-backup",
     }  # fmt: skip
     stack.create_superuser()
     client = stack.signed_in_client()

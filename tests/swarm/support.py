@@ -33,7 +33,8 @@ CSS_LINK = re.compile(r'href="(/static/cats/style\.[0-9a-f]{12}\.css)"')
 
 
 def documented_postgres_image() -> str:
-    """POSTGRES_IMAGE as docs/swarm.md derives it from compose.yaml: its `export` line, run."""
+    """POSTGRES_IMAGE as docs/swarm.md derives it from postgres/Dockerfile: its `export` line,
+    run."""
     [line] = [
         line.strip()
         for line in SWARM_DOC.read_text().splitlines()

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from tests.harness import REPO
-from tests.harness.base_images import service_image
+from tests.harness.base_images import postgres_image
 from tests.harness.docker import clean_env
 from tests.stack.support import env_example_variables
 from tests.swarm.support import STACK_FILE, documented_postgres_image
@@ -21,7 +21,11 @@ SECRET_VALUES = {"DATABASE_URL", "DJANGO_SECRET_KEY_FALLBACKS", "DJANGO_EMAIL_HO
 STACK_ONLY = {"nginx": {"NGINX_UPSTREAM_HOST"}}
 # Compose's own: whether DJANGO_ALLOWED_HOSTS was set (`${...:+true}`, an interpolation the
 # stack's parser refuses). Without it nginx drops unknown hosts, the production behaviour.
-COMPOSE_ONLY = {"nginx": {"NGINX_HOSTS_CONFIGURED"}}
+# And the continuous archive's (docs/operations.md, Backups), which the swarm does not run.
+COMPOSE_ONLY = {
+    "nginx": {"NGINX_HOSTS_CONFIGURED"},
+    "db": {"OPS_BACKUP_REMOTE", "PGBACKREST_PG1_USER"},
+}
 
 
 def environment_names(file: str) -> dict[str, set[str]]:
@@ -58,12 +62,13 @@ def test_the_stack_passes_what_compose_passes(service):
     assert stack - compose == STACK_ONLY.get(service, set())
 
 
-def test_the_postgres_image_is_compose_yamls():
+def test_the_postgres_image_is_the_db_images_base():
     """The stack names no postgres tag of its own; the documented derivation gives exactly the
-    image compose.yaml runs (the swarm layer deploys with it and checks the db task runs it)."""
+    official image compose's db image starts from (the swarm layer deploys with it and checks the
+    db task runs it)."""
     for file in STACK_FILES:
         assert not re.search(r"image:\s*['\"]?postgres", (REPO / file).read_text()), file
-    assert documented_postgres_image() == service_image(REPO, "db")
+    assert documented_postgres_image() == postgres_image(REPO)
     unset = subprocess.run(
         ["docker", "stack", "config", "--compose-file", STACK_FILE],
         cwd=REPO, env=clean_env({"APP_VERSION": "x", "NGINX_VERSION": "x"}),

@@ -17,7 +17,7 @@ import uuid
 from collections import Counter
 
 from tests.harness import REPO
-from tests.harness.base_images import service_image
+from tests.harness.base_images import postgres_image
 from tests.harness.measurements import record
 from tests.harness.polling import wait_until
 from tests.ops.traffic import VISITORS, Site, Traffic, written_once
@@ -60,7 +60,7 @@ def test_deploy_brings_every_service_up(swarm_stack):
     state = swarm_stack.container_inspect(published)["State"]
     assert (state["Status"], state["ExitCode"]) == ("exited", 0)
     # The tag's one home is compose.yaml: the stack runs exactly that image.
-    assert swarm_stack.image("db") == service_image(REPO, "db")
+    assert swarm_stack.image("db") == postgres_image(REPO)
     record("swarm deploy", {"seconds until serving": swarm_stack.deploy_seconds})
 
 

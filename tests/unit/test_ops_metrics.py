@@ -1,18 +1,22 @@
 """./ops metrics' pieces that need no engine: the families it writes are the docs' contract, the
 file is Prometheus' text format (read back by prometheus_client's own parser) and replaced
 whole, a container's memory from its cgroup (this process's own, and v1 and v2 as the kernel
-writes them), the deploys undone, the folder's checks and the timer. The verb itself runs
+writes them), the deploys undone, the restore check's result and the photos' copy as the
+continuous archive leaves them, the folder's checks and the timer. The verb itself runs
 against the real engine in tests/ops/test_monitoring.py."""
 
+import json
 import re
 import shlex
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import REPO
 from tools.ops import cgroups, metrics
+from tools.ops.archiving import Archiving
 from tools.ops.console import Console, OpsError
 from tools.ops.history import History, Rollbacks, timestamp
 from tools.ops.project import Project
@@ -106,6 +110,64 @@ def test_deploys_read_the_history_and_the_deploys_undone(tmp_path):
         "catcollector_deploy_rolled_back_total": [({}, 2)],
     }
     assert timestamp("2026-12-05T03:17:00Z") == 1796440620
+
+
+def project_with(tmp_path: Path, services: dict, env: str = "") -> Project:
+    """A project whose compose configuration is given, not asked of compose."""
+    (tmp_path / "compose.yaml").write_text("services: {}\n")
+    (tmp_path / ".env").write_text(env)
+    project = Project(tmp_path)
+    project._config = {"name": "catcollector", "services": services}
+    return project
+
+
+def test_the_restore_check_is_read_from_what_ops_backup_left(tmp_path):
+    project = project_with(tmp_path, {"db": {}})
+    reading = metrics.Reading(project, Console("metrics", metrics.STEPS))
+    reading.restore_check()
+    assert reading.facts.samples == {}
+    project.state_dir.mkdir()
+    result = project.state_dir / "restore-check.json"
+    for ok, problem in ((True, None), (False, "cats_cat: 10 at the point, 9 restored")):
+        result.write_text(json.dumps({
+            "time": "2026-12-05T03:17:00Z", "ok": ok, "restore_point": "p", "tables": 3,
+            "rows": 10, "seconds": 4.2, "problem": problem,
+        }))  # fmt: skip
+        reading = metrics.Reading(project, Console("metrics", metrics.STEPS))
+        reading.restore_check()
+        assert reading.facts.samples == {
+            "catcollector_restore_check_ok": [({}, 1 if ok else 0)],
+            "catcollector_restore_check_timestamp_seconds": [({}, 1796440620)],
+        }
+    external = metrics.Reading(project_with(tmp_path, {"web": {}}), Console("metrics", ()))
+    external.restore_check()
+    assert external.facts.samples == {}
+
+
+def test_the_photos_copy_per_repository_and_none_when_photos_backup_stops(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPS_BACKUP_REMOTE", raising=False)
+    project = project_with(tmp_path, {"db": {}, "photos-backup": {}},
+                           "OPS_BACKUP_REMOTE=sftp://u@backup.example.net/srv\n")  # fmt: skip
+    running = [SimpleNamespace(state="running")]
+    monkeypatch.setattr(project, "containers", lambda service: running)
+    states = {1: "ok 1796440620", 2: "failed 1796440621 no route"}
+    monkeypatch.setattr(Archiving, "photos_copy_state", lambda self: states)
+    reading = metrics.Reading(project, Console("metrics", metrics.STEPS))
+    reading.photos()
+    assert reading.facts.samples == {"catcollector_photos_copy_ok": [
+        ({"repository": "local"}, 1), ({"repository": "remote"}, 0),
+    ]}  # fmt: skip
+    # The remote's first copy still under way: no sample for it yet.
+    monkeypatch.setattr(Archiving, "photos_copy_state", lambda self: {1: "ok 1796440620"})
+    reading = metrics.Reading(project, Console("metrics", metrics.STEPS))
+    reading.photos()
+    assert reading.facts.samples == {"catcollector_photos_copy_ok": [({"repository": "local"}, 1)]}
+    running[:] = [SimpleNamespace(state="exited")]
+    reading = metrics.Reading(project, Console("metrics", metrics.STEPS))
+    reading.photos()
+    assert reading.facts.samples == {"catcollector_photos_copy_ok": [
+        ({"repository": "local"}, 0), ({"repository": "remote"}, 0),
+    ]}  # fmt: skip
 
 
 # --- a container's memory, from its cgroup -----------------------------------------------------

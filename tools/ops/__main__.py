@@ -12,6 +12,8 @@ from tools.ops import deploy as deploying
 from tools.ops import init as initialising
 from tools.ops import logs as reading_logs
 from tools.ops import metrics as measuring
+from tools.ops import pitr as rewinding
+from tools.ops import recover as recovering
 from tools.ops import restore as restoring
 from tools.ops import schedule as scheduling
 from tools.ops import status as reporting
@@ -27,11 +29,12 @@ STEPS = {
     "backup": backing_up.STEPS,
     "backups": backing_up.LIST_STEPS,
     "restore": restoring.STEPS,
+    "recover": recovering.STEPS,
     "schedule": scheduling.STEPS,
     "metrics": measuring.STEPS,
 }
 # Verbs that change the stack take the project's lock: one at a time.
-LOCKED = ("deploy", "rollback", "backup", "restore")
+LOCKED = ("deploy", "rollback", "backup", "restore", "recover")
 WITHOUT_HELP = (
     "a compose file the running containers were made with that COMPOSE_FILE no longer names, "
     "dropped on purpose (switching an override off); repeatable"
@@ -126,15 +129,35 @@ def parser() -> argparse.ArgumentParser:
     backups = verbs.add_parser("backups", help="the archives: age, size, verification")
     backups.add_argument(
         "--max-age", type=float, metavar="HOURS",
-        help="fail unless the newest good archive is younger (for monitoring)",
+        help="fail unless the newest good archive is younger and archiving is current",
+    )  # fmt: skip
+    backups.add_argument(
+        "--verify", action="store_true",
+        help="read every repository of the continuous archive back (slow: every byte)",
+    )  # fmt: skip
+    backups.add_argument(
+        "--show-key", action="store_true",
+        help="print the backup key, to keep off this VM (a new VM restores with it)",
     )  # fmt: skip
 
-    restore = verbs.add_parser("restore", help="replace the database and photos by an archive's")
-    restore.add_argument("archive", type=Path, help="an archive written by ./ops backup")
+    restore = verbs.add_parser(
+        "restore", help="the database and photos to a moment, or to an archive's, all or nothing"
+    )
+    restore.add_argument(
+        "archive", type=Path, nargs="?", help="an archive written by ./ops backup"
+    )  # fmt: skip
+    restore.add_argument(
+        "--time", metavar="WHEN",
+        help="a UTC moment, YYYY-MM-DDTHH:MM:SSZ, or latest: from the continuous archive",
+    )  # fmt: skip
     restore.add_argument(
         "--replace", action="store_true",
         help="replace a database that holds data without asking",
     )  # fmt: skip
+
+    verbs.add_parser(
+        "recover", help="a new VM from the remote alone: the database and photos, then the stack"
+    )
 
     verbs.add_parser(
         "metrics", help="the VM's facts for Prometheus, in OPS_METRICS_DIR (every minute)"
@@ -171,6 +194,8 @@ def run(
     if args.verb == "status":
         summary, code = reporting.status(project, console)
         return summary, None, code
+    if args.verb == "backups" and args.show_key:
+        return backing_up.SHOW_KEY, backing_up.backup_key(project), 0
     if args.verb not in LOCKED:
         return (
             {
@@ -183,7 +208,7 @@ def run(
                     plain_http=args.plain_http,
                 ),
                 "logs": lambda: reading_logs.logs(project, console, args.service, args.since),
-                "backups": lambda: backing_up.backups(project, console, args.max_age),
+                "backups": lambda: backing_up.backups(project, console, args.max_age, args.verify),
                 "metrics": lambda: measuring.metrics(project, console),
                 "schedule": lambda: scheduling.schedule(
                     project, console, args.on_calendar, args.unit_dir, args.enable
@@ -203,10 +228,22 @@ def run(
                 refresh_base=args.refresh_base, without=without,
             ),
             "rollback": lambda: deploying.rollback(project, console, args.schema, without),
-            "restore": lambda: restoring.restore(
-                project, console, args.archive.resolve(), args.replace
-            ),
+            "restore": lambda: restore(args, project, console),
+            "recover": lambda: recovering.recover(project, console),
         }[args.verb](), None, 0  # fmt: skip
+
+
+def restore(args: argparse.Namespace, project: Project, console: Console) -> str:
+    """An archive (./ops backup's), or a moment of the continuous archive: one of the two."""
+    if (args.archive is None) == (args.time is None):
+        raise OpsError("name an archive (./ops restore ARCHIVE) or a moment "
+                       "(./ops restore --time YYYY-MM-DDTHH:MM:SSZ), one of the two")  # fmt: skip
+    if args.time is not None:
+        console.steps = list(rewinding.STEPS)
+        return rewinding.restore_to(
+            project, console, rewinding.parse_moment(args.time), args.replace
+        )
+    return restoring.restore(project, console, args.archive.resolve(), args.replace)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,10 @@
 
 The steps of `backup`, each with one way to fail:
   check     versions, the db service, the archive folder (OPS_BACKUP_DIR) and retention settings
+  base backups  pgBackRest's base backup into each repository of the continuous archive (this
+            VM's, and the remote's with OPS_BACKUP_REMOTE): full once a week, differential
+            otherwise; the WAL archived since the oldest one kept restores any second after it
+            (./ops restore --time); the photos' snapshots older than that go too
   database  pg_dump (one consistent snapshot; the site keeps serving) into the archive
   photos    the media volume, packed after the dump: a photo uploaded meanwhile is one file too
             many, never a row without its file (a photo replaced meanwhile can be missing: its
@@ -10,7 +14,11 @@ The steps of `backup`, each with one way to fail:
             of its data read back by pg_restore; only then is the archive renamed to its name
   prune     archives beyond retention (OPS_BACKUP_KEEP_DAILY, OPS_BACKUP_KEEP_WEEKLY) removed;
             only good archives count, and the newest is never removed
-The archive is written as a hidden temporary file (fsynced, renamed, folder fsynced), so an
+  restore check  the newest base backup restored to a point marked now, in a scratch database,
+            every table's row count compared (tools/ops/restore_check.py); last, so that a
+            failure there still leaves the day's archive
+The archive of the other steps is the portable export: a pg_dump any PostgreSQL reads, and the
+photos as a tar. It is written as a hidden temporary file (fsynced, renamed, folder fsynced), so an
 interrupted or failed run never leaves anything that looks like a backup; its leftovers are
 removed by the next run. The last line printed is the archive's path.
 """
@@ -19,24 +27,34 @@ from __future__ import annotations
 
 import datetime
 import os
+import pwd
 import socket
 import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.ops import archive
+from tools.ops import archive, commands
 from tools.ops.archive import ArchiveError, Checked
+from tools.ops.archiving import NAMES, Archiving, shown
 from tools.ops.console import Console, OpsError
 from tools.ops.data import Data
 from tools.ops.project import Project
+from tools.ops.restore_check import RestoreCheck, last_result, shown_result
 
-STEPS = ("check", "database", "photos", "verify", "prune")
-LIST_STEPS = ("archives",)
-DEFAULT_DIR = "backups"
+STEPS = ("check", "base backups", "database", "photos", "verify", "prune", "restore check")
+LIST_STEPS = ("archives", "continuous")
+# Archiving is behind when a segment has waited longer than this: twice archive_timeout
+# (compose.yaml) for the remote's round trip.
+ARCHIVE_LAG_LIMIT = datetime.timedelta(seconds=60)
+# Outside the checkout: a clone removed or replaced keeps its archives. One folder serves every
+# project of the VM (an archive's name starts with its project's).
+DEFAULT_DIR = "/var/backups/catcollector"
 DEFAULT_DAILY = 7
 DEFAULT_WEEKLY = 4
 MAX_KEEP = 1000
+# Where the db image finds the backup key (postgres/backup-env.sh).
+BACKUP_KEY_FILE = "/run/secrets/catcollector/backup_key"
 # An archive without secrets still holds password hashes and sessions: group-readable at
 # most (for a backup-shipping user in the group); with secrets, the owner only.
 MODE, SECRETS_MODE = 0o640, 0o600
@@ -103,9 +121,16 @@ class Store:
         try:
             self.directory.mkdir(mode=0o750, parents=True, exist_ok=True)
         except OSError as error:
-            raise OpsError(f"cannot create OPS_BACKUP_DIR {self.directory}: {error}") from None
+            raise OpsError(f"cannot create OPS_BACKUP_DIR {self.directory} ({error.strerror}); "
+                           f"{self.fix()}") from None  # fmt: skip
         if not os.access(self.directory, os.W_OK | os.X_OK):
-            raise OpsError(f"OPS_BACKUP_DIR {self.directory} is not writable by this user")
+            raise OpsError(f"OPS_BACKUP_DIR {self.directory} is not writable by this user; "
+                           f"{self.fix()}")  # fmt: skip
+
+    def fix(self) -> str:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        return (f"make it this user's once: sudo install -d -m 0750 -o {user} {self.directory} "
+                "(sudo ./ops schedule does), or set OPS_BACKUP_DIR in .env")  # fmt: skip
 
     def paths(self) -> list[tuple[Path, datetime.datetime]]:
         if not self.directory.is_dir():
@@ -288,9 +313,24 @@ class Backup:
         self.console.note(f"kept {len(keep)} (last {self.daily} days, {self.weekly} weeks); "
                           f"removed {', '.join(removed) or 'none'}")  # fmt: skip
 
+    def base_backups(self) -> None:
+        archiving = Archiving(self.project)
+        archiving.stanza()
+        now = datetime.datetime.now(datetime.timezone.utc)
+        for repo in archiving.repos():
+            started = time.monotonic()
+            label = archiving.base_backup(repo, now)
+            self.console.note(f"{NAMES[repo]} repository: base backup {label} in "
+                              f"{time.monotonic() - started:.1f} s")  # fmt: skip
+            # pgBackRest expired what retention drops; the photos follow the same window.
+            oldest = archiving.window(repo).oldest or now
+            self.console.note(archiving.forget_photos(repo, oldest, now))
+
     def run(self) -> str:
         with self.console.step("check"):
             self.check()
+        with self.console.step("base backups"):
+            self.base_backups()
         try:
             self.open_archive()
             with self.console.step("database"):
@@ -307,6 +347,8 @@ class Backup:
             raise
         with self.console.step("prune"):
             self.prune()
+        with self.console.step("restore check"):
+            self.console.note(RestoreCheck(self.project, self.console).run())
         return (
             f"{self.final.name}, {human_size(self.size)}: release {self.app}, {self.tables} "
             f"tables, {self.photo_count} photos{', secrets included' if self.with_secrets else ''}"
@@ -327,9 +369,23 @@ def backup(
     return summary, run.final
 
 
-def backups(project: Project, console: Console, max_age_hours: float | None) -> str:
-    """The archives with age, size and state (every checksum checked). With `max_age_hours`,
-    fails unless the newest good archive is younger (for monitoring)."""
+SHOW_KEY = ("the backup key, printed below: keep it off this VM (a password manager); a new VM "
+            "restores from the remote with it as OPS_BACKUP_KEY")  # fmt: skip
+
+
+def backup_key(project: Project) -> str:
+    """The key that encrypts the remote copies (init-secrets stores it in the secrets volume)."""
+    return project.run(
+        commands.one_off_as_root("db", "cat", BACKUP_KEY_FILE), what="reading the backup key"
+    ).stdout.strip()  # fmt: skip
+
+
+def backups(
+    project: Project, console: Console, max_age_hours: float | None, verify: bool = False
+) -> str:
+    """The archives with age, size and state (every checksum checked), and what the continuous
+    archive can restore. With `max_age_hours`, fails unless the newest good archive is younger
+    and the continuous archiving is current (for monitoring)."""
     store = Store(project, project.name())
     now = datetime.datetime.now(datetime.timezone.utc)
     with console.step("archives"):
@@ -355,8 +411,56 @@ def backups(project: Project, console: Console, max_age_hours: float | None) -> 
         )
         if damaged:
             summary += f", {damaged} damaged"
+    with console.step("continuous"):
+        current, state = continuous_archive(project, console, now)
+        restorable, line = shown_result(last_result(project))
+        console.note(line)
+    if not restorable:
+        current, state = False, f"{state}; the last restore check FAILED"
+    summary += f"; continuous archiving {state}"
+    if verify:
+        archiving = Archiving(project)
+        damaged = [f"{NAMES[repo]}: {problem}" for repo in archiving.repos()
+                   if (problem := archiving.verify(repo))]  # fmt: skip
+        if damaged:
+            raise OpsError(f"{summary}; DAMAGED: {'; '.join(damaged)}")
+        summary += "; every repository reads back whole"
     if max_age_hours is not None and (
         not good or (now - good[-1].time).total_seconds() > max_age_hours * 3600
     ):
-        raise OpsError(f"{summary}; none is younger than {max_age_hours:g} h")
+        raise OpsError(f"{summary}; no archive is younger than {max_age_hours:g} h")
+    if max_age_hours is not None and not current:
+        raise OpsError(summary)
     return summary
+
+
+def continuous_archive(
+    project: Project, console: Console, now: datetime.datetime
+) -> tuple[bool, str]:
+    """What each repository can restore, whether PostgreSQL's archiver and the photos' copy
+    keep up: (current, a few words saying so)."""
+    archiving = Archiving(project)
+    for repo in archiving.repos():
+        window = archiving.window(repo)
+        if window.newest is None:
+            console.note(f"{NAMES[repo]} repository: nothing to restore yet (no base backup: "
+                         "./ops backup)")  # fmt: skip
+            continue
+        console.note(f"{NAMES[repo]} repository: any second from {shown(window.oldest)} to "
+                     f"{shown(window.newest)} ({window.backups} base backup(s))")  # fmt: skip
+    archiver = archiving.archiver()
+    lag = archiver.lag(now)
+    problems = []
+    if archiver.failing:
+        problems.append(f"the last WAL segment failed to archive at {shown(archiver.last_failed)}")
+    if lag > ARCHIVE_LAG_LIMIT:
+        problems.append(f"{archiver.waiting} WAL segment(s) waiting, the oldest for "
+                        f"{human_age(lag.total_seconds())}")  # fmt: skip
+    for repo, copy in sorted(archiving.photos_copy_state().items()):
+        if copy.startswith("failed"):
+            problems.append(f"the photos' {NAMES[repo]} copy failed: {copy.split(' ', 2)[-1]}")
+    console.note(f"database archiver: {archiver.waiting} segment(s) waiting, last archived "
+                 f"{shown(archiver.last_archived)}")  # fmt: skip
+    if problems:
+        return False, "BEHIND: " + "; ".join(problems)
+    return True, "current"

@@ -60,6 +60,22 @@ def in_service(service: str, *command: str) -> list[str]:
     return compose("exec", "-T", service, *command)
 
 
+def in_service_as(service: str, user: str, *command: str) -> list[str]:
+    return compose("exec", "-T", "--user", user, service, *command)
+
+
+def one_off_with_profile(profile: str, service: str, *command: str) -> list[str]:
+    """A one-off container of a service that only runs on demand (compose profile `profile`)."""
+    return compose("--profile", profile, "run", "--rm", "--no-deps", "--pull", "never", "-T",
+                   service, *command)  # fmt: skip
+
+
+def one_off_as_root(service: str, entrypoint: str, *command: str) -> list[str]:
+    """A one-off container of `service` with another entrypoint, as root (which it drops)."""
+    return compose("run", "--rm", "--no-deps", "--pull", "never", "-T", "--user", "0:0",
+                   "--entrypoint", entrypoint, service, *command)  # fmt: skip
+
+
 def stop_service(service: str) -> list[str]:
     return compose("stop", service)
 
@@ -136,6 +152,10 @@ def engine_version() -> list[str]:
 
 def compose_version() -> list[str]:
     return compose("version", "--short")
+
+
+def volume_inspect(volume: str) -> list[str]:
+    return [DOCKER, "volume", "inspect", volume]
 
 
 def image_id(image: str) -> list[str]:

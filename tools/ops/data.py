@@ -81,6 +81,14 @@ class Data:
             time.sleep(WAIT_POLL_S)
         return time.monotonic() - started
 
+    def wait_until_opened(self, timeout_s: float) -> None:
+        """Until PostgreSQL has ended recovery (a restore's replay) and takes writes."""
+        deadline = time.monotonic() + timeout_s
+        while self.psql("SELECT pg_is_in_recovery()", what="asking whether recovery ended") != "f":
+            if time.monotonic() > deadline:
+                raise OpsError(f"PostgreSQL was still recovering after {timeout_s:g} s")
+            time.sleep(WAIT_POLL_S)
+
     def identity(self) -> tuple[str, str]:
         """(role, database) as the db container was configured (POSTGRES_USER, POSTGRES_DB)."""
         if self._identity is None:

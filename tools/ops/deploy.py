@@ -8,8 +8,9 @@ The steps, each a method with one way to fail:
   migrate  B's migrations, once, while A serves (they must be backward compatible)
   start    N web containers of B beside A's; nginx sends them nothing yet. With the worker
            (compose.worker.yaml), M workers of B beside A's too (at least one). Services no
-           container of which exists yet (an override just added: the monitoring set) start
-           too, healthy before this step ends
+           container of which exists yet (an override just added: the monitoring set; a
+           service new in compose.yaml: the photos' copy) start too, healthy before this step
+           ends
   ready    every B container healthy and ready (database, migrations); B's workers healthy
   switch   B becomes the active release: nginx reloads (or, for a new proxy or nginx settings
            changed in .env, is replaced)
@@ -44,6 +45,8 @@ DEFAULT_KEEP_VERSIONS = 5
 # Image sources: where a missing image comes from.
 BUILD, PULL = "build", "pull"
 RELEASE_IMAGE_POLICY = "never"
+# What a deploy replaces, or starts itself (the broker with the worker).
+RELEASE_SERVICES = ("web", "worker", "redis", "nginx")
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,16 @@ class Deployment:
                     f"(./ops deploy {self.target.app} --build) or pull it "
                     f"(./ops deploy {self.target.app} --pull)"
                 )
+        # The database's image (postgres/) is not a release's: built from the checkout at each
+        # deploy (from the build cache when postgres/ is unchanged), so the one-off containers
+        # of its image run this checkout's scripts; the running db keeps its container, and
+        # takes the new image the next time compose recreates it.
+        database = self.images.service_image("db")
+        if database:
+            started = time.monotonic()
+            self.images.build("db", self.target.app, self.target.proxy)
+            self.console.note(f"{database}: built from {self.project.directory} in "
+                              f"{time.monotonic() - started:.1f} s")  # fmt: skip
 
     def up(self) -> None:
         self.project.run(
@@ -208,15 +221,19 @@ class Deployment:
         self.console.note(f"{len(self.workers_started)} worker(s) of {self.target.app} started")
 
     def start_new_services(self) -> None:
-        """The services of an override just added to COMPOSE_FILE that nothing above starts
-        (the monitoring set's): running before nginx switches, gone again if B is undone.
-        Never a one-shot (restart "no"): publish's would make B active here, before it is
-        ready, were its container pruned."""
+        """The services this release's compose files bring that nothing above starts and that
+        have no container yet: an override just added to COMPOSE_FILE (the monitoring set's),
+        or a service new in compose.yaml (the photos' copy, for a stack older than it). Running
+        before nginx switches, gone again if B is undone. Never a release's service (the deploy
+        replaces or starts those itself), nor a one-shot (restart "no"): publish's would make B
+        active here, before it is ready, were its container pruned."""
         present = {c.service for c in self.project.all_containers()}
         new = [
             name
             for name, service in self.project.config()["services"].items()
-            if name not in present and service.get("restart", "no") != "no"
+            if name not in present
+            and name not in RELEASE_SERVICES
+            and service.get("restart", "no") != "no"
         ]
         if not new:
             return

@@ -106,6 +106,11 @@ class Images:
         services = json.loads(config)["services"]
         return {name: services[name]["image"] for name in ("web", "nginx")}
 
+    def service_image(self, service: str) -> str | None:
+        """The image compose.yaml gives `service`, when the files in use define it."""
+        services = self.project.config()["services"]
+        return services[service]["image"] if service in services else None
+
     def exists(self, image: str) -> bool:
         return self.image_id(image) is not None
 

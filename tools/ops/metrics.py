@@ -13,8 +13,12 @@ The steps, each one kind of fact:
               tools/ops/cgroups.py)
   backups     the newest good archive's time, as ./ops backups finds them (structure and
               manifest checked, not every checksum: this runs every minute)
+  restore check  the last restore check's result and time, as ./ops backup left it in
+              .ops/restore-check.json
   archive     how long the oldest WAL segment has waited to be archived, when PostgreSQL
-              archives at all (archive_mode)
+              archives at all (archive_mode): a segment that fails to archive waits
+  photos      whether the photos' last copy to each repository succeeded, as the photos-backup
+              service says (0 too when it does not run: nothing is copied)
   deploys     the last deploy's time (.ops/history) and the deploys undone (.ops/rollbacks)
   write       the file, written beside and renamed, so node-exporter never reads half of one
 A fact that cannot be read is left out and the rest is written; the verb then exits 1 with the
@@ -34,17 +38,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tools.ops import status as reporting
+from tools.ops.archiving import NAMES, TIME_FORMAT, Archiving
 from tools.ops.backup import Store, human_age
 from tools.ops.cgroups import CgroupError, container_memory
 from tools.ops.console import Console, OpsError
 from tools.ops.data import Data
 from tools.ops.history import History, Rollbacks, timestamp
 from tools.ops.project import Project
+from tools.ops.restore_check import last_result
 
-STEPS = ("check", "status", "containers", "backups", "archive", "deploys", "write")
+STEPS = (
+    "check", "status", "containers", "backups", "restore check", "archive", "photos", "deploys",
+    "write",
+)  # fmt: skip
+# The steps that read, each a method of Reading.
+READ_STEPS = {
+    "status": "status", "containers": "containers", "backups": "backups",
+    "restore check": "restore_check", "archive": "archive", "photos": "photos",
+    "deploys": "deploys",
+}  # fmt: skip
 DEFAULT_DIR = "/var/lib/catcollector/metrics"
 # The service whose presence says the monitoring set runs (compose.monitoring.yaml).
 READER = "node-exporter"
+# The service that copies the photos (compose.yaml; none with an external database).
+PHOTOS_COPY = "photos-backup"
 FILE_MODE = 0o644
 # Seconds the oldest WAL segment waiting to be archived has waited: empty when PostgreSQL does
 # not archive (archive_mode off), 0 when none waits.
@@ -71,8 +88,15 @@ FAMILIES = {
                "./ops status's verdict: 0 healthy, 1 degraded, 2 down, 3 unknown"),
         Family("catcollector_backup_newest_timestamp_seconds", "gauge", (),
                "Unix time of the newest good archive of ./ops backup, 0 when there is none"),
+        Family("catcollector_restore_check_ok", "gauge", (),
+               "1 when ./ops backup's last restore check passed, 0 when it failed"),
+        Family("catcollector_restore_check_timestamp_seconds", "gauge", (),
+               "Unix time of ./ops backup's last restore check"),
         Family("catcollector_archive_lag_seconds", "gauge", (),
                "Seconds the oldest WAL segment not yet archived has waited"),
+        Family("catcollector_photos_copy_ok", "gauge", ("repository",),
+               "1 when the photos' last copy to the repository succeeded, 0 when it failed or "
+               "photos-backup does not run"),
         Family("catcollector_container_restarts_total", "counter", CONTAINER,
                "Restarts Docker made of the container"),
         Family("catcollector_container_oom_kills_total", "counter", CONTAINER,
@@ -211,6 +235,24 @@ class Reading:
         age = human_age((self.now - good[-1].time).total_seconds()) + " old" if good else "none"
         self.console.note(f"newest good archive in {store.directory}: {age}")
 
+    def restore_check(self) -> None:
+        if not self.project.has_service("db"):
+            self.console.note("no db service (an external database): no restore check")
+            return
+        result = last_result(self.project)
+        if result is None:
+            self.console.note("no restore check has run here yet (./ops backup runs one)")
+            return
+        self.facts.add("catcollector_restore_check_ok", 1 if result.get("ok") else 0)
+        try:
+            when = datetime.datetime.strptime(result["time"], TIME_FORMAT)
+        except (KeyError, TypeError, ValueError):
+            raise OpsError(f"the restore check's result has no time: {result!r}") from None
+        self.facts.add("catcollector_restore_check_timestamp_seconds",
+                       when.replace(tzinfo=datetime.timezone.utc).timestamp())  # fmt: skip
+        verdict = "passed" if result.get("ok") else f"FAILED: {result.get('problem')}"
+        self.console.note(f"the last restore check, at {result['time']}: {verdict}")
+
     def archive(self) -> None:
         running = self.project.has_service("db") and any(
             c.state == "running" for c in self.project.containers("db")
@@ -224,6 +266,29 @@ class Reading:
             return
         self.facts.add("catcollector_archive_lag_seconds", float(lag))
         self.console.note(f"the oldest WAL segment waiting has waited {float(lag):.0f} s")
+
+    def photos(self) -> None:
+        if not self.project.has_service(PHOTOS_COPY):
+            self.console.note("no photos-backup service (an external database): no photos' copy")
+            return
+        archiving = Archiving(self.project)
+        running = any(c.state == "running" for c in self.project.containers(PHOTOS_COPY))
+        if not running:
+            for repo in archiving.repos():
+                self.facts.add("catcollector_photos_copy_ok", 0, repository=NAMES[repo])
+            self.console.note("photos-backup does not run: the photos are not being copied")
+            return
+        states = archiving.photos_copy_state()
+        for repo in archiving.repos():
+            state = states.get(repo)
+            if state is None:
+                # Its first copy since it started is still under way.
+                continue
+            ok = state.startswith("ok")
+            self.facts.add("catcollector_photos_copy_ok", 1 if ok else 0,
+                           repository=NAMES[repo])  # fmt: skip
+            shown = "ok" if ok else f"FAILED: {state.split(' ', 2)[-1]}"
+            self.console.note(f"the photos' {NAMES[repo]} copy: {shown}")
 
     def deploys(self) -> None:
         entries = History(self.project.state_dir).entries()
@@ -246,10 +311,10 @@ def metrics(project: Project, console: Console) -> str:
             return "nothing written: nothing would read it"
         check_folder(target)
     reading = Reading(project, console)
-    for step in ("status", "containers", "backups", "archive", "deploys"):
+    for step, method in READ_STEPS.items():
         with console.step(step):
             try:
-                getattr(reading, step)()
+                getattr(reading, method)()
             except OpsError as error:
                 reading.facts.problems.append((step, str(error)))
     path = target / f"{project.name()}.prom"

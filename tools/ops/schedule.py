@@ -11,7 +11,8 @@ The timer runs exactly `ops backup --wait BOOT_WAIT_S` in the project folder, as
 owner (who runs the other verbs, so the archives and .ops/ stay theirs), who must be allowed to
 use Docker: root, or a member of the `docker` group (checked here). At boot a missed run starts
 as soon as the engine does, before the stack is up: `--wait` lets it wait for the database to
-be healthy, bounded, instead of failing.
+be healthy, bounded, instead of failing. The archive folder (OPS_BACKUP_DIR) is made here, the
+folder owner's, when it does not exist yet: its default is a system path only root may create.
 
 The metrics timer runs `ops metrics` the same way, every minute to the second (Prometheus
 alerts when its file is five minutes old: MetricsWriterStale). Its steps go nowhere, only a
@@ -28,6 +29,7 @@ import pwd
 import tempfile
 from pathlib import Path
 
+from tools.ops.backup import Store
 from tools.ops.console import Console, OpsError
 from tools.ops.metrics import folder as metrics_folder
 from tools.ops.project import Project
@@ -148,6 +150,21 @@ def may_use_docker(user: str) -> bool:
     return user in group.gr_mem or pwd.getpwnam(user).pw_gid == group.gr_gid
 
 
+def archive_folder_for(folder: Path, user: str) -> str:
+    """The archive folder (OPS_BACKUP_DIR) made the backups' user's when it does not exist yet
+    (the default is a system path, which only root may create); an existing one is left as it
+    is, and the backup's check says if that user cannot write to it."""
+    if folder.exists():
+        return f"archives go to {folder}"
+    try:
+        folder.mkdir(mode=0o750, parents=True)
+        account = pwd.getpwnam(user)
+        os.chown(folder, account.pw_uid, account.pw_gid)
+    except OSError as error:
+        raise OpsError(f"cannot create the archive folder {folder}: {error.strerror}") from None
+    return f"archives go to {folder}, made {user}'s"
+
+
 def write_atomically(path: Path, text: str) -> None:
     handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(handle, "w") as out:
@@ -181,6 +198,7 @@ def schedule(
                 console.note(f"{target / file_name}")
         except PermissionError:
             raise OpsError(f"cannot write to {target}; run it with sudo") from None
+        console.note(archive_folder_for(Store(project, name).directory, user))
         console.note(metrics_folder_for(metrics_folder(project), user))
     timers = [f"{unit_name(name)}.timer", f"{metrics_unit_name(name)}.timer"]
     with console.step("enable"):
