@@ -246,7 +246,7 @@ def test_backups_lists_each_archive_with_age_size_and_state(ops_project):
     assert ops_project.ops("backups", "--max-age", "1").returncode == 0
     stale = ops_project.ops("backups", "--max-age", "0.0001", check=False)
     assert stale.returncode == 1
-    assert "none is younger than 0.0001 h" in stale.stderr
+    assert "no archive is younger than 0.0001 h" in stale.stderr
 
 
 @pytest.mark.parametrize(
