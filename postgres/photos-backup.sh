@@ -39,6 +39,12 @@ repositories() {
 # the outcome in STATUS_DIR/NAME: "ok <epoch>" or "failed <epoch> <reason>".
 snapshot() {
   restic_in "$1" cat config >/dev/null 2>&1 || restic_in "$1" init --quiet || true
+  # A snapshot cut off (the remote gone mid-way) leaves its lock, which would hold ./ops
+  # backup's pruning for restic's 30 minutes: after a failure, the locks of this container's
+  # processes that are gone are removed first (restic unlock leaves live ones).
+  if grep -qs '^failed' "$status_dir/$1"; then
+    restic_in "$1" unlock --quiet >/dev/null 2>&1 || true
+  fi
   # A restore's staged and set-aside folders (scripts/media_volume.py) are not photos yet.
   # --retry-lock: ./ops backup's pruning (photos-restore forget) holds the repository a while.
   if output=$(restic_in "$1" backup --quiet --host catcollector --tag photos --retry-lock 5m \

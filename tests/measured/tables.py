@@ -263,12 +263,17 @@ ARCHIVING = Table(
             "above 60 s",
         ),
         (
-            "photos acknowledged, lost (each restored cat's photo is served)",
+            "photos acknowledged, lost (a cat not restored, or restored without its photo)",
             m(
                 "disaster drill",
                 text("{a}, {l}", a=span("photos_acknowledged", 0), l=span("photos_lost", 0)),
             ),
-            "a restored cat without its photo",
+            "",
+        ),
+        (
+            "the oldest photo lost, before the VM died",
+            m("disaster drill", span("oldest_photo_lost_before_death_s", 1, " s")),
+            "above 60 s",
         ),
         (
             "`./ops recover` on a new VM from the remote alone, until the site serves: database, "

@@ -33,7 +33,7 @@ from tests.harness.docker import clean_env
 from tests.harness.measurements import record
 from tests.ops.releases import EXPAND_MIGRATION, EXPAND_NAME, NICKNAME_FIELD
 from tests.ops.seeds import psql, seed
-from tests.ops.traffic import Traffic
+from tests.ops.traffic import VISITORS, Traffic, written_once
 from tests.stack.support import SITE_HOST
 from tools.ops import archive
 
@@ -194,8 +194,9 @@ def test_the_scheduled_backup_runs_under_load_and_prunes_by_retention(ops_projec
     state["acknowledged_after"] = set(traffic.acknowledged) - state["acknowledged_by_end"]
     assert result.returncode == 0, result.stdout + result.stderr
     assert traffic.failures == [], traffic.failures[:10]
-    record("backup under load", {"requests": traffic.requests, "failed": 0,
-                                 "seconds": round(seconds, 1)})  # fmt: skip
+    assert traffic.resent <= VISITORS, traffic.summary()
+    assert written_once(ops_project.site, traffic.acknowledged) == {}
+    record("backup under load", {**traffic.summary(), "seconds": round(seconds, 1)})
     assert len(state["acknowledged_by_end"]) > len(state["acknowledged_before"])
     assert state["acknowledged_after"]
     newest = archive_path(result)
@@ -246,7 +247,7 @@ def test_backups_lists_each_archive_with_age_size_and_state(ops_project):
     assert ops_project.ops("backups", "--max-age", "1").returncode == 0
     stale = ops_project.ops("backups", "--max-age", "0.0001", check=False)
     assert stale.returncode == 1
-    assert "none is younger than 0.0001 h" in stale.stderr
+    assert "no archive is younger than 0.0001 h" in stale.stderr
 
 
 @pytest.mark.parametrize(

@@ -292,6 +292,7 @@ def test_a_new_proxy_replaces_nginx_within_a_short_window(ops_project, front):
     times = [float(failure.split("s ", 1)[0]) for failure in traffic.failures]
     window = max(times) - min(times) if times else 0.0
     assert window < NEW_PROXY_WINDOW_BOUND_S, traffic.failures
+    assert traffic.resent <= RESENDS_BOUND, traffic.summary()
     assert written_once(ops_project.site, traffic.acknowledged) == {}
     record("deploy with a new proxy", {
         **traffic.summary(), "failed (balancer)": len(traffic.failed_through(balanced)),

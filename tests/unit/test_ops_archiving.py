@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.ops.archiving import Archiver, Window
+from tools.ops.archiving import Archiver, Window, verify_problem
 from tools.ops.console import OpsError
 from tools.ops.pitr import parse_moment, pgbackrest_time
 from tools.ops.restore_check import differences, shown_result
@@ -127,3 +127,25 @@ def test_the_restore_checks_line_says_passed_failed_or_none():
         "restore check: FAILED at 2026-12-05T03:17:00Z: public.cats_cat: 10 at the point, 9 "
         "restored",
     )
+
+
+# pgBackRest 2.55's verify report (--output=text --verbose) of a repository with one byte of
+# a bundle changed: it exits 0 all the same.
+DAMAGED_REPORT = """\
+stanza: catcollector
+status: error
+  archiveId: 17-1, total WAL checked: 3, total valid WAL: 3
+    missing: 0, checksum invalid: 0, size invalid: 0, other: 0
+  backup: 20261205-162852F, status: invalid, total files checked: 967, total valid files: 966
+    missing: 0, checksum invalid: 1, size invalid: 0, other: 0
+"""
+
+
+def test_a_verify_report_names_what_is_damaged_or_nothing_when_ok():
+    assert verify_problem(DAMAGED_REPORT) == (
+        "backup: 20261205-162852F, status: invalid: "
+        "missing: 0, checksum invalid: 1, size invalid: 0, other: 0"
+    )
+    whole = DAMAGED_REPORT.replace("status: error", "status: ok")
+    assert verify_problem(whole) is None
+    assert verify_problem("") == "pgBackRest's verify did not report ok"

@@ -43,6 +43,8 @@ RESTORE_CHECK_FILE = "restore-check.json"
 # once: pg_switch_wal).
 POINT_ARCHIVED_TIMEOUT_S = 120
 RESTORE_POINT = ("python", "/app/scripts/restore_point.py")
+# compose.yaml's volume for the restore check's scratch database.
+SCRATCH_VOLUME = "restore-scratch"
 
 
 def shown(when: datetime.datetime | None) -> str:
@@ -58,12 +60,14 @@ def moment(epoch: float | None) -> datetime.datetime | None:
 
 @dataclass(frozen=True)
 class Window:
-    """What one repository can restore: from `oldest` to `newest` (None: nothing yet)."""
+    """What one repository can restore: from `oldest` to `newest` (None: nothing yet, or
+    `unreachable` says why it could not be read)."""
 
     repo: int
     oldest: datetime.datetime | None
     newest: datetime.datetime | None
     backups: int
+    unreachable: str | None = None
 
     def holds(self, when: datetime.datetime) -> bool:
         return bool(self.oldest and self.newest and self.oldest <= when <= self.newest)
@@ -88,6 +92,22 @@ class Archiver:
         if self.oldest_waiting is None:
             return datetime.timedelta(0)
         return now - self.oldest_waiting
+
+
+COUNTS = re.compile(r"^\s+missing: \d+, checksum invalid: \d+, size invalid: \d+, other: \d+$")
+
+
+def verify_problem(report: str) -> str | None:
+    """What pgBackRest's verify report (--output=text) names as wrong: each backup or WAL range
+    whose counts are not all zero, with them; None when its status is ok (--verbose: without it
+    a whole repository gives no report at all)."""
+    if re.search(r"^status: ok$", report, re.MULTILINE):
+        return None
+    lines = report.splitlines()
+    found = [f"{lines[number - 1].strip().split(', total')[0]}: {line.strip()}"
+             for number, line in enumerate(lines)
+             if number and COUNTS.match(line) and re.search(r"[1-9]", line)]  # fmt: skip
+    return "; ".join(found) or "pgBackRest's verify did not report ok"
 
 
 class Archiving:
@@ -134,14 +154,20 @@ class Archiving:
         return f"{label} ({kind})"
 
     def window(self, repo: int) -> Window:
-        backups = self.backups(repo)
+        """What `repo` can restore; a repository that cannot be read (the remote away) is a
+        window with nothing in it that says why, so the verbs go on with the others."""
+        try:
+            backups = self.backups(repo)
+            listed = json.loads(
+                self.pgbackrest(
+                    "repo-ls", f"--repo={repo}", "--recurse", "--output=json",
+                    "archive/catcollector", what=f"listing the {NAMES[repo]} repository's WAL",
+                ).stdout
+            )  # fmt: skip
+        except OpsError as error:
+            reason = (error.details or str(error)).strip().splitlines()
+            return Window(repo, None, None, 0, unreachable=reason[-1] if reason else str(error))
         oldest = min((moment(b["timestamp"]["stop"]) for b in backups), default=None)
-        listed = json.loads(
-            self.pgbackrest(
-                "repo-ls", f"--repo={repo}", "--recurse", "--output=json", "archive/catcollector",
-                what=f"listing the {NAMES[repo]} repository's WAL",
-            ).stdout
-        )  # fmt: skip
         arrivals = [item["time"] for name, item in listed.items() if WAL_SEGMENT.search(f"/{name}")]
         newest = moment(max(arrivals)) if arrivals and oldest else None
         return Window(repo, oldest, newest, len(backups))
@@ -161,13 +187,16 @@ class Archiving:
         """Every base backup and WAL segment of `repo` read back against its checksum, and every
         byte of the photos' repository authenticated: None when whole, else what is wrong."""
         problems = []
+        # pgBackRest's verify exits 0 whatever it finds: its report's status line says.
         checked = self.pgbackrest(
-            "verify", f"--repo={repo}", what=f"verifying the {NAMES[repo]} repository",
-            check=False,
+            "verify", f"--repo={repo}", "--output=text", "--verbose",
+            what=f"verifying the {NAMES[repo]} repository", check=False,
         )  # fmt: skip
         if checked.returncode != 0:
-            lines = (checked.stderr or checked.stdout).strip().splitlines()
-            problems.append(f"the database's copy: {lines[-1] if lines else 'damaged'}")
+            said = (checked.stderr or checked.stdout).strip().splitlines()
+            problems.append(f"the database's copy: {said[-1] if said else 'damaged'}")
+        elif problem := verify_problem(checked.stdout):
+            problems.append(f"the database's copy: {problem}")
         photos = self.project.run(
             commands.one_off_with_profile("tools", "photos-restore", "check", NAMES[repo]),
             check=False, what=f"checking the {NAMES[repo]} photos", timeout=PGBACKREST_TIMEOUT_S,
@@ -209,10 +238,15 @@ class Archiving:
     def restored_counts(self, name: str) -> dict[str, int]:
         """This VM's newest base backup restored to the restore point `name` in a scratch
         database (postgres/restore-check.sh), and its tables' row counts."""
-        answer = self.project.run(
-            commands.one_off_with_profile("tools", "restore-check", name),
-            what="restoring into the scratch database", timeout=PGBACKREST_TIMEOUT_S,
-        ).stdout  # fmt: skip
+        try:
+            answer = self.project.run(
+                commands.one_off_with_profile("tools", "restore-check", name),
+                what="restoring into the scratch database", timeout=PGBACKREST_TIMEOUT_S,
+            ).stdout  # fmt: skip
+        finally:
+            # Its volume goes too: `compose down --volumes` leaves those of profile services.
+            self.project.run(commands.volume_rm(f"{self.project.name()}_{SCRATCH_VOLUME}"),
+                             check=False)  # fmt: skip
         return json.loads(answer.strip().splitlines()[-1])
 
     # --- restic (the photos) ----------------------------------------------------------------

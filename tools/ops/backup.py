@@ -440,8 +440,13 @@ def continuous_archive(
     """What each repository can restore, whether PostgreSQL's archiver and the photos' copy
     keep up: (current, a few words saying so)."""
     archiving = Archiving(project)
+    problems = []
     for repo in archiving.repos():
         window = archiving.window(repo)
+        if window.unreachable:
+            console.note(f"{NAMES[repo]} repository: UNREACHABLE: {window.unreachable}")
+            problems.append(f"the {NAMES[repo]} repository cannot be read: {window.unreachable}")
+            continue
         if window.newest is None:
             console.note(f"{NAMES[repo]} repository: nothing to restore yet (no base backup: "
                          "./ops backup)")  # fmt: skip
@@ -450,7 +455,6 @@ def continuous_archive(
                      f"{shown(window.newest)} ({window.backups} base backup(s))")  # fmt: skip
     archiver = archiving.archiver()
     lag = archiver.lag(now)
-    problems = []
     if archiver.failing:
         problems.append(f"the last WAL segment failed to archive at {shown(archiver.last_failed)}")
     if lag > ARCHIVE_LAG_LIMIT:

@@ -158,6 +158,10 @@ def volume_inspect(volume: str) -> list[str]:
     return [DOCKER, "volume", "inspect", volume]
 
 
+def volume_rm(volume: str) -> list[str]:
+    return [DOCKER, "volume", "rm", "--force", volume]
+
+
 def image_id(image: str) -> list[str]:
     return [DOCKER, "image", "inspect", "--format", "{{.Id}}", image]
 

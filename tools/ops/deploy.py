@@ -470,7 +470,9 @@ def deploy(
         source = source or BUILD
     else:
         app = check_version(version)
-    target = Release(app, images.proxy_version())
+    # A VERSION names a release image made elsewhere; the proxy is still built here, on the
+    # nginx base (already pulled above when the checkout's release is built).
+    target = Release(app, images.proxy_version(refresh=refresh_base and version is not None))
     try:
         return Deployment(project, console, target, source, without).run()
     except NothingToDeploy:

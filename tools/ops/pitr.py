@@ -91,6 +91,10 @@ class PointInTime:
         self.data.require_db()
         windows = [self.archiving.window(repo) for repo in self.archiving.repos()]
         for window in windows:
+            if window.unreachable:
+                self.console.note(f"{NAMES[window.repo]} repository: UNREACHABLE, not used: "
+                                  f"{window.unreachable}")  # fmt: skip
+                continue
             self.console.note(f"{NAMES[window.repo]} repository: {window.backups} base "
                               f"backup(s), restorable from {shown(window.oldest)} to "
                               f"{shown(window.newest)}")  # fmt: skip
