@@ -187,19 +187,22 @@ def compose_config(repo: Path, *override_files: str) -> dict:
     return json.loads(result.stdout)
 
 
-def compose_base_images(config: dict) -> list[str]:
-    """Images of services that compose pulls rather than builds: not those another service
-    builds (a service may run the image a sibling builds, under compose's name for it)."""
+def compose_built_images(config: dict) -> set[str]:
+    """The images compose builds (a service may run the image a sibling builds, under compose's
+    name for it)."""
     services = config.get("services", {})
     project = config.get("name", "")
-    built = {s.get("image") or f"{project}-{name}" for name, s in services.items() if "build" in s}
-    return sorted(
-        {
-            s["image"]
-            for s in services.values()
-            if "build" not in s and s.get("image") and s["image"] not in built
-        }
-    )
+    return {s.get("image") or f"{project}-{name}" for name, s in services.items() if "build" in s}
+
+
+def compose_base_images(config: dict, built_elsewhere: frozenset[str] = frozenset()) -> list[str]:
+    """Images of services that compose pulls rather than builds: not those a service builds,
+    here or in `built_elsewhere` (compose.yaml's, when an override drops the service that
+    builds one: compose.external-db.yaml's tools still run the db image)."""
+    built = compose_built_images(config) | built_elsewhere
+    services = config.get("services", {}).values()
+    return sorted({s["image"] for s in services
+                   if "build" not in s and s.get("image") and s["image"] not in built})  # fmt: skip
 
 
 def compose_dockerfiles(config: dict, repo: Path) -> list[Dockerfile]:
@@ -230,9 +233,10 @@ def project_base_images(repo: Path, config: dict | None = None) -> list[str]:
     images = set()
     if config is None and COMPOSE_FILE in tracked_files(repo):
         config = compose_config(repo)
+        built = frozenset(compose_built_images(config))
         # An override may bring services of its own (compose.worker.yaml's redis).
         for override in compose_overrides(repo):
-            images.update(compose_base_images(compose_config(repo, override)))
+            images.update(compose_base_images(compose_config(repo, override), built))
     config = config or {}
     images.update(compose_base_images(config))
     dockerfiles = compose_dockerfiles(config, repo)

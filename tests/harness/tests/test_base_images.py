@@ -108,6 +108,14 @@ def test_compose_images_are_those_of_services_without_build():
     assert compose_base_images(CONFIG) == ["postgres:17-trixie"]
 
 
+def test_an_override_that_drops_the_building_service_still_runs_the_projects_image():
+    # compose.external-db.yaml: no db service, while the tools still run the db image.
+    override = {"name": "catcollector", "services": {
+        "restore-check": {"image": "catcollector/db:17", "pull_policy": "never"}}}  # fmt: skip
+    assert compose_base_images(override) == ["catcollector/db:17"]
+    assert compose_base_images(override, frozenset({"catcollector/db:17"})) == []
+
+
 def test_compose_dockerfiles_carry_build_args_contexts_and_inline_text():
     found = {str(d.path): d for d in compose_dockerfiles(CONFIG, Path("/repo"))}
     assert found["/repo/Dockerfile"].build_args == {"UID": "10001"}
