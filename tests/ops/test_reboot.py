@@ -111,6 +111,7 @@ def test_a_reboot_brings_the_site_back_by_itself(ops_project, tmp_path):
     assert sorted(services.stdout.splitlines()) == [
         "db running healthy",
         "nginx running healthy",
+        "photos-backup running healthy",
         "web running healthy",
     ], services.stdout
     assert written_once(ops_project.site, written) == {}

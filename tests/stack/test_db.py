@@ -12,13 +12,16 @@ from tests.harness.docker import docker
 BOOT_TIMEOUT_S = 60
 
 
+COMPOSE = ["docker", "compose", "--env-file", ".env.example", "-f", "compose.yaml"]
+
+
 @pytest.fixture(scope="module")
 def db_service() -> dict:
-    config = subprocess.run(
-        ["docker", "compose", "--env-file", ".env.example", "-f", "compose.yaml", "config",
-         "--format", "json"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+    """db's settings, with its image (postgres/) built as compose builds it."""
+    config = subprocess.run([*COMPOSE, "config", "--format", "json"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    subprocess.run([*COMPOSE, "build", "db"], cwd=REPO, capture_output=True, text=True,
+                   check=True, timeout=900)  # fmt: skip
     return json.loads(config)["services"]["db"]
 
 
@@ -38,7 +41,9 @@ def start_db(containers, service: dict, password_dir, *, without: str = "", extr
     options += [arg for opt in service["security_opt"] for arg in ("--security-opt", opt)]
     options += [arg for mount in service["tmpfs"] for arg in ("--tmpfs", mount)]
     options += ["--volume", f"{password_dir}:/run/secrets/catcollector:ro"]
-    return containers.run(service["image"], env=service["environment"], options=options)
+    # A variable compose leaves null comes from the host's environment when set: none here.
+    env = {name: value for name, value in service["environment"].items() if value is not None}
+    return containers.run(service["image"], env=env, options=options)
 
 
 def healthcheck(service: dict) -> list[str]:

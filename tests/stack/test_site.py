@@ -7,6 +7,7 @@ import json
 import re
 import uuid
 
+from tests.harness.docker import docker
 from tests.harness.measurements import record
 from tests.harness.polling import wait_until
 from tests.stack.support import (
@@ -427,9 +428,20 @@ def test_containers_are_locked_down(shared_stack):
     assert set(worker_uids) == {"101"}
     # The image's tini is PID 1 in web (it reaps zombies and forwards signals).
     assert shared_stack.exec("web", "cat", "/proc/1/cmdline").startswith("tini\0")
-    # db sits on a network with no route out and nothing but web on it.
+    # db meets web on a network with no route out, and has its way out to the remote copy
+    # (egress), which only photos-backup shares: nothing there publishes a port.
+    name = shared_stack.project.name
     networks = shared_stack.inspect("db")["NetworkSettings"]["Networks"]
-    assert list(networks) == [f"{shared_stack.project.name}_backend"]
+    assert sorted(networks) == [f"{name}_backend", f"{name}_egress"]
+    assert network_services(name, "backend") == {"db", "web"}
+    assert network_services(name, "egress") == {"db", "photos-backup"}
+
+
+def network_services(project: str, network: str) -> set[str]:
+    """The compose services with a container on the project's `network`."""
+    [inspected] = json.loads(docker("network", "inspect", f"{project}_{network}").stdout)
+    return {container["Name"].removeprefix(f"{project}-").rsplit("-", 1)[0]
+            for container in inspected["Containers"].values()}  # fmt: skip
 
 
 def test_nginx_writes_only_to_its_tmpfs(shared_stack):
