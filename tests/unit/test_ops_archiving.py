@@ -149,3 +149,10 @@ def test_a_verify_report_names_what_is_damaged_or_nothing_when_ok():
     whole = DAMAGED_REPORT.replace("status: error", "status: ok")
     assert verify_problem(whole) is None
     assert verify_problem("") == "pgBackRest's verify did not report ok"
+
+
+def test_an_errors_evidence_is_its_commands_last_line_or_its_message():
+    unreachable = "ERROR: [049]: unable to get address for 'backup-server'"
+    failed = OpsError("listing the WAL failed (exit 49)", f"WARN: retrying\n{unreachable}\n")
+    assert failed.evidence() == unreachable
+    assert OpsError("no remote").evidence() == "no remote"

@@ -165,8 +165,7 @@ class Archiving:
                 ).stdout
             )  # fmt: skip
         except OpsError as error:
-            reason = (error.details or str(error)).strip().splitlines()
-            return Window(repo, None, None, 0, unreachable=reason[-1] if reason else str(error))
+            return Window(repo, None, None, 0, unreachable=error.evidence())
         oldest = min((moment(b["timestamp"]["stop"]) for b in backups), default=None)
         arrivals = [item["time"] for name, item in listed.items() if WAL_SEGMENT.search(f"/{name}")]
         newest = moment(max(arrivals)) if arrivals and oldest else None

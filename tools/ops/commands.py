@@ -44,15 +44,22 @@ def up(
     return compose("up", *flags, *services)
 
 
-def one_off(service: str, *command: str, mounts: Iterable[str] = ()) -> list[str]:
+# A one-off container: removed when it ends, nothing it depends on started, the image as on the
+# VM (never pulled), no terminal.
+ONE_OFF = ("run", "--rm", "--no-deps", "--pull", "never", "-T")
+
+
+def one_off(
+    service: str, *command: str, mounts: Iterable[str] = (), entrypoint: str | None = None
+) -> list[str]:
     """A one-off container of `service` (its image, volumes, networks and environment), without
     starting what it depends on, removed when it ends; no terminal. `mounts` adds read-only bind
     mounts (HOST:CONTAINER): a file is handed over that way, never piped to `run`'s stdin, which
     compose can leave unforwarded when the container starts before it attaches (the one-off then
     waits for input forever)."""
     volumes = [arg for mount in mounts for arg in ("--volume", f"{mount}:ro")]
-    return compose("run", "--rm", "--no-deps", "--pull", "never", "-T", *volumes, service,
-                   *command)  # fmt: skip
+    other = ["--entrypoint", entrypoint] if entrypoint is not None else []
+    return compose(*ONE_OFF, *volumes, *other, service, *command)
 
 
 def in_service(service: str, *command: str) -> list[str]:
@@ -66,14 +73,12 @@ def in_service_as(service: str, user: str, *command: str) -> list[str]:
 
 def one_off_with_profile(profile: str, service: str, *command: str) -> list[str]:
     """A one-off container of a service that only runs on demand (compose profile `profile`)."""
-    return compose("--profile", profile, "run", "--rm", "--no-deps", "--pull", "never", "-T",
-                   service, *command)  # fmt: skip
+    return compose("--profile", profile, *ONE_OFF, service, *command)
 
 
 def one_off_as_root(service: str, entrypoint: str, *command: str) -> list[str]:
     """A one-off container of `service` with another entrypoint, as root (which it drops)."""
-    return compose("run", "--rm", "--no-deps", "--pull", "never", "-T", "--user", "0:0",
-                   "--entrypoint", entrypoint, service, *command)  # fmt: skip
+    return compose(*ONE_OFF, "--user", "0:0", "--entrypoint", entrypoint, service, *command)
 
 
 def stop_service(service: str) -> list[str]:

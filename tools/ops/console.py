@@ -17,6 +17,11 @@ class OpsError(Exception):
         super().__init__(message)
         self.details = details
 
+    def evidence(self) -> str:
+        """The last line of `details` (a failed command's own last word), else the message."""
+        lines = self.details.strip().splitlines()
+        return lines[-1] if lines else str(self)
+
 
 class Console:
     def __init__(self, verb: str, steps: Sequence[str], stream=None) -> None:

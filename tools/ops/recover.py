@@ -92,8 +92,7 @@ class Recovery:
         # The media volume made as web would make it: its root the app user's (Docker copies the
         # image's folder, owner included), so the site can add photos beside the restored ones.
         self.project.run(
-            commands.compose("run", "--rm", "--no-deps", "--pull", "never", "-T",
-                             "--entrypoint", "true", "web"),
+            commands.one_off("web", entrypoint="true"),
             env=self.release.env, what="making the media volume",
         )  # fmt: skip
         restored = self.project.run(

@@ -90,7 +90,7 @@ class RestoreCheck:
             # The file gets the reason and its last line of evidence; the verb prints them all.
             problem, details = str(error), error.details
             if details:
-                problem = f"{problem}: {details.strip().splitlines()[-1]}"
+                problem = f"{problem}: {error.evidence()}"
         seconds = round(time.monotonic() - started, 1)
         self.write({
             "time": shown(now), "ok": problem is None, "restore_point": name,
