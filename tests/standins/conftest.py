@@ -33,7 +33,19 @@ def project_images() -> dict[str, list[str]]:
     return images_by_repository(REPO)
 
 
+# The monitoring set's images, for the tests that hold every one of them to its contract.
+MONITORING_REPOSITORIES = [
+    repository for fixture, repository in IMAGE_FIXTURES.items()
+    if fixture not in ("python_image", "postgres_image", "nginx_image", "redis_image")
+]  # fmt: skip
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for fixture, repository in IMAGE_FIXTURES.items():
         if fixture in metafunc.fixturenames:
             metafunc.parametrize(fixture, project_images()[repository])
+    if "monitoring_image" in metafunc.fixturenames:
+        metafunc.parametrize("monitoring_image", [
+            image for repository in MONITORING_REPOSITORIES
+            for image in project_images()[repository]
+        ])  # fmt: skip
