@@ -550,19 +550,24 @@ MONITORING = Table(
         ),
         *(
             (
-                f"memory of {service}, after the scenes",
-                m("monitoring set memory", span(service, 1, " MiB")),
+                f"memory after the scenes: {label}",
+                m("monitoring set memory", span(key, 1, " MiB")),
                 "",
             )
-            for service in (
-                "prometheus",
-                "alertmanager",
-                "node-exporter",
-                "blackbox-exporter",
-                "nginx-exporter",
-                "postgres-exporter",
-                "redis-exporter",
-                "total",
+            for label, key in (
+                *(
+                    (service, service)
+                    for service in (
+                        "prometheus",
+                        "alertmanager",
+                        "node-exporter",
+                        "blackbox-exporter",
+                        "nginx-exporter",
+                        "postgres-exporter",
+                        "redis-exporter",
+                    )
+                ),
+                ("the seven together", "total"),
             )
         ),
     ),
