@@ -249,6 +249,7 @@ def test_every_hop_is_read_and_status_agrees_with_the_metrics(ops_project):
         limit = value(f'catcollector_container_memory_limit_bytes{{container="{name}"}}')
         assert limit == int(config[service]["mem_limit"]), name
         assert 0 < value(f'catcollector_container_memory_bytes{{container="{name}"}}') < limit
+        assert value(f'catcollector_container_cpu_seconds_total{{container="{name}"}}') > 0
         assert value(f'catcollector_container_oom_kills_total{{container="{name}"}}') == 0
         assert value(f'catcollector_container_restarts_total{{container="{name}"}}') == 0
     created = archive.parse_name(state["archive"].name)[1]

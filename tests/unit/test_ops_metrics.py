@@ -8,6 +8,7 @@ against the real engine in tests/ops/test_monitoring.py."""
 import json
 import re
 import shlex
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -179,25 +180,35 @@ V2_MOUNTINFO = (
 )
 HYBRID_MOUNTINFO = (
     "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+    "33 31 0:30 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct\n"
     "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
     "36 31 0:33 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
 )
 CONTAINER_ID = "0123456789ab" + "c" * 52
 
 
-def test_the_memory_cgroup_is_found_through_the_mounts_v2_and_hybrid():
+def test_the_cgroups_are_found_through_the_mounts_v2_and_hybrid():
     v2 = f"0::/system.slice/docker-{CONTAINER_ID}.scope\n"
-    assert cgroups.memory_cgroup(v2, cgroups.mounts(V2_MOUNTINFO)) == (
-        Path(f"/sys/fs/cgroup/system.slice/docker-{CONTAINER_ID}.scope"),
-        2,
+    for controller in ("memory", "cpuacct"):
+        assert cgroups.controller_cgroup(v2, cgroups.mounts(V2_MOUNTINFO), controller) == (
+            Path(f"/sys/fs/cgroup/system.slice/docker-{CONTAINER_ID}.scope"),
+            2,
+        )
+    hybrid = (
+        f"4:memory:/docker/{CONTAINER_ID}\n3:cpu,cpuacct:/docker/{CONTAINER_ID}\n"
+        f"1:cpu:/docker/{CONTAINER_ID}\n0::/\n"
     )
-    hybrid = f"4:memory:/docker/{CONTAINER_ID}\n1:cpu:/docker/{CONTAINER_ID}\n0::/\n"
-    assert cgroups.memory_cgroup(hybrid, cgroups.mounts(HYBRID_MOUNTINFO)) == (
+    found = cgroups.mounts(HYBRID_MOUNTINFO)
+    assert cgroups.controller_cgroup(hybrid, found, "memory") == (
         Path(f"/sys/fs/cgroup/memory/docker/{CONTAINER_ID}"),
         1,
     )
+    assert cgroups.controller_cgroup(hybrid, found, "cpuacct") == (
+        Path(f"/sys/fs/cgroup/cpu,cpuacct/docker/{CONTAINER_ID}"),
+        1,
+    )
     with pytest.raises(cgroups.CgroupError, match="no mounted cgroup holds its memory"):
-        cgroups.memory_cgroup("4:cpu:/x\n", cgroups.mounts(HYBRID_MOUNTINFO))
+        cgroups.controller_cgroup("4:cpu:/x\n", found, "memory")
 
 
 def write_files(folder: Path, files: dict[str, str]) -> Path:
@@ -231,24 +242,36 @@ def test_memory_as_the_limit_counts_it_the_limit_and_the_kills_v1(tmp_path):
     assert cgroups.read_memory(folder, 1).limit is None
 
 
-def test_this_processs_own_memory_reads_from_its_real_cgroup():
-    """The real files of this machine, whichever version it runs."""
+def test_cpu_time_v2_and_v1(tmp_path):
+    v2 = write_files(tmp_path / "v2", {"cpu.stat": "usage_usec 2500000\nuser_usec 2000000\n"})
+    assert cgroups.read_cpu_seconds(v2, 2) == 2.5
+    v1 = write_files(tmp_path / "v1", {"cpuacct.usage": "1500000000\n"})
+    assert cgroups.read_cpu_seconds(v1, 1) == 1.5
+
+
+def test_this_processs_own_usage_reads_from_its_real_cgroup():
+    """The real files of this machine, whichever version it runs: memory in use, and CPU time
+    that grows while this process works."""
     proc = Path("/proc")
-    folder, version = cgroups.memory_cgroup(
-        (proc / "self" / "cgroup").read_text(),
-        cgroups.mounts((proc / "self" / "mountinfo").read_text()),
-    )
-    memory = cgroups.read_memory(folder, version)
+    cgroup = (proc / "self" / "cgroup").read_text()
+    found = cgroups.mounts((proc / "self" / "mountinfo").read_text())
+    memory = cgroups.read_memory(*cgroups.controller_cgroup(cgroup, found, "memory"))
     assert memory.used > 1 << 20
     assert memory.oom_kills >= 0
+    cpu = cgroups.controller_cgroup(cgroup, found, "cpuacct")
+    before = cgroups.read_cpu_seconds(*cpu)
+    busy_until = time.process_time() + 0.2
+    while time.process_time() < busy_until:
+        pass
+    assert cgroups.read_cpu_seconds(*cpu) >= before + 0.15
 
 
 def test_a_process_outside_the_containers_cgroup_is_refused():
     """A PID from another machine's engine names some process here, not the container."""
     with pytest.raises(cgroups.CgroupError, match="not the container's cgroup"):
-        cgroups.container_memory(1, CONTAINER_ID)
+        cgroups.container_usage(1, CONTAINER_ID)
     with pytest.raises(cgroups.CgroupError, match="No such file"):
-        cgroups.container_memory(2**22 + 7, CONTAINER_ID)
+        cgroups.container_usage(2**22 + 7, CONTAINER_ID)
 
 
 # --- the timer ----------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ The steps, each one kind of fact:
               written
   status      ./ops status's verdict, from the same reading (0 healthy ... 3 unknown)
   containers  each container's restarts (Docker's count) and, for the running ones, memory as
-              its limit counts it, the limit and the processes killed for memory (its cgroup:
-              tools/ops/cgroups.py)
+              its limit counts it, the limit, the processes killed for memory and the CPU time
+              used (its cgroup: tools/ops/cgroups.py)
   backups     the newest good archive's time, as ./ops backups finds them (structure and
               manifest checked, not every checksum: this runs every minute)
   restore check  the last restore check's result and time, as ./ops backup left it in
@@ -40,7 +40,7 @@ from pathlib import Path
 from tools.ops import status as reporting
 from tools.ops.archiving import NAMES, TIME_FORMAT, Archiving
 from tools.ops.backup import Store, human_age
-from tools.ops.cgroups import CgroupError, container_memory
+from tools.ops.cgroups import CgroupError, container_usage
 from tools.ops.console import Console, OpsError
 from tools.ops.data import Data
 from tools.ops.history import History, Rollbacks, timestamp
@@ -105,6 +105,8 @@ FAMILIES = {
                "Memory the container uses as its limit counts it"),
         Family("catcollector_container_memory_limit_bytes", "gauge", CONTAINER,
                "The container's memory limit"),
+        Family("catcollector_container_cpu_seconds_total", "counter", CONTAINER,
+               "CPU time the container's processes used"),
         Family("catcollector_deploy_rolled_back_total", "counter", (),
                "Deploys undone: by ./ops deploy when the new release failed, and by rollback"),
         Family("catcollector_last_deploy_timestamp_seconds", "gauge", (),
@@ -205,10 +207,13 @@ class Reading:
             if not container.pid:
                 continue
             try:
-                memory = container_memory(container.pid, container.id)
+                usage = container_usage(container.pid, container.id)
             except CgroupError as error:
                 unread.append(f"{container.name}: {error}")
                 continue
+            memory = usage.memory
+            self.facts.add("catcollector_container_cpu_seconds_total", usage.cpu_seconds,
+                           **labels)  # fmt: skip
             kills = memory.oom_kills + (1 if container.oom_killed else 0)
             self.facts.add("catcollector_container_oom_kills_total", kills, **labels)
             self.facts.add("catcollector_container_memory_bytes", memory.used, **labels)
@@ -218,7 +223,7 @@ class Reading:
         self.console.note(f"{len(containers)} containers, "
                           f"{sum(1 for c in containers if c.pid)} running")  # fmt: skip
         if unread:
-            raise OpsError(f"cannot read the memory of {len(unread)} container(s) from their "
+            raise OpsError(f"cannot read the usage of {len(unread)} container(s) from their "
                            f"cgroups: {unread[0]}")  # fmt: skip
 
     def backups(self) -> None:
