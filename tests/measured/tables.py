@@ -539,6 +539,12 @@ MONITORING = Table(
             "not firing within ERROR_RATIO_BOUND_S",
         ),
         (
+            "the newest archive 27 hours old, from the `./ops metrics` that saw it until "
+            "`BackupTooOld` reaches the webhook",
+            m("BackupTooOld reaches the webhook", span("seconds", 1, " s")),
+            "above BACKUP_STALE_BOUND_S",
+        ),
+        (
             "the series Prometheus holds (the head block), this stack without the worker",
             m("prometheus head series", span("series", 0)),
             "",
