@@ -21,6 +21,8 @@ notification are the production ones.
 from __future__ import annotations
 
 import datetime
+import email
+import email.policy
 import json
 import re
 import threading
@@ -60,25 +62,53 @@ TABLE, AWAY = "cats_cat", "cats_cat_away"
 ERROR_REQUESTS_PER_S = 2
 STALE_HOURS = 27
 WEBHOOK = "webhook"
-# A receiver that keeps what Alertmanager posts, each with the time it arrived, and lists
-# them on GET.
-RECEIVER = """
-import http.server, json, time
-received = []
+SMTP_PORT = 2525
+ALERTS_TO, ADMINS_TO = "ops@example.org", "admins@example.org"
+# A receiver that keeps what Alertmanager posts to it and every mail sent to its SMTP port
+# (the least of SMTP: whatever comes is accepted, without TLS or sign-in), each with the time it
+# arrived; GET / lists the posts, GET /mail the mails.
+RECEIVER = f"""
+import http.server, json, socketserver, threading, time
+received, mails = [], []
 class Receiver(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        received.append({"received": time.time(), "body": body})
+        received.append({{"received": time.time(), "body": body}})
         self.send_response(200)
         self.end_headers()
     def do_GET(self):
-        data = json.dumps(received).encode()
+        data = json.dumps(mails if self.path == "/mail" else received).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
     def log_message(self, *args):
         pass
+class Smtp(socketserver.StreamRequestHandler):
+    def handle(self):
+        self.wfile.write(b"220 receiver\\r\\n")
+        recipients = []
+        for line in self.rfile:
+            verb = line[:4].upper()
+            if verb == b"RCPT":
+                recipients.append(line.decode().strip())
+            if verb == b"DATA":
+                self.wfile.write(b"354 go on\\r\\n")
+                lines = []
+                for data in self.rfile:
+                    if data == b".\\r\\n":
+                        break
+                    lines.append(data.decode(errors="replace"))
+                mails.append({{"received": time.time(), "to": recipients, "text": "".join(lines)}})
+                recipients = []
+                self.wfile.write(b"250 kept\\r\\n")
+            elif verb == b"QUIT":
+                self.wfile.write(b"221 bye\\r\\n")
+                return
+            else:
+                self.wfile.write(b"250 ok\\r\\n")
+smtp = socketserver.ThreadingTCPServer(("", {SMTP_PORT}), Smtp)
+threading.Thread(target=smtp.serve_forever, daemon=True).start()
 http.server.ThreadingHTTPServer(("", 8080), Receiver).serve_forever()
 """
 
@@ -115,6 +145,22 @@ def alert_state(name: str) -> str:
     states = {a["state"] for a in prometheus("/api/v1/alerts")["alerts"]
               if a["labels"]["alertname"] == name}  # fmt: skip
     return "firing" if "firing" in states else "pending" if states else "inactive"
+
+
+def mailed(to: str, since: float) -> list[tuple[float, str]]:
+    """Each mail the receiver got for `to` after `since` (Unix time): when, and its subject
+    and text, decoded as a mail client would."""
+    found = []
+    for mail in requests.get(state["webhook_url"] + "mail", timeout=10).json():
+        if mail["received"] >= since and any(to in r for r in mail["to"]):
+            message = email.message_from_string(mail["text"], policy=email.policy.default)
+            body = message.get_body(preferencelist=("plain", "html"))
+            found.append((mail["received"], f"{message['Subject']}\n{body.get_content()}"))
+    return found
+
+
+def first_mail(to: str, containing: str, since: float) -> float | None:
+    return next((when for when, text in mailed(to, since) if containing in text), None)
 
 
 def delivered(name: str, since: float) -> float | None:
@@ -175,6 +221,12 @@ def test_the_next_deploy_switches_the_monitoring_set_on_losing_no_request(
             f"PROMETHEUS_EVALUATION_INTERVAL={INTERVAL_S}s\n"
             f"OPS_METRICS_DIR={metrics_dir}\n"
             f"ALERTMANAGER_WEBHOOK_URL=http://{WEBHOOK}:8080/\n"
+            f"ALERTMANAGER_EMAIL_TO={ALERTS_TO}\nALERTMANAGER_EMAIL_FROM=alerts@example.org\n"
+            f"ALERTMANAGER_SMTP_SMARTHOST={WEBHOOK}:{SMTP_PORT}\n"
+            "ALERTMANAGER_SMTP_REQUIRE_TLS=false\n"
+            f"DJANGO_ADMINS={ADMINS_TO}\nDJANGO_SERVER_EMAIL=cats@example.org\n"
+            f"DJANGO_EMAIL_HOST={WEBHOOK}\nDJANGO_EMAIL_PORT={SMTP_PORT}\n"
+            "DJANGO_EMAIL_SECURITY=none\n"
         )
     with Traffic(ops_project.site) as traffic:
         ops_project.ops("deploy", "b", "--build")
@@ -317,6 +369,9 @@ def test_web_stopped_reaches_the_webhook_as_site_down_within_the_bound(ops_proje
     ops_project.compose("stop", "web")
     arrived = wait_until(lambda: delivered("SiteDown", stopped), SITE_DOWN_BOUND_S, interval=1,
                          what="SiteDown at the webhook")  # fmt: skip
+    # The same notification, by mail.
+    wait_until(lambda: first_mail(ALERTS_TO, "SiteDown", stopped), 30, interval=1,
+               what="SiteDown mailed to ALERTMANAGER_EMAIL_TO")  # fmt: skip
     record("SiteDown reaches the webhook", {
         "seconds": round(arrived - stopped, 1), "scrape_and_evaluation_interval_s": INTERVAL_S,
     })  # fmt: skip
@@ -336,11 +391,14 @@ def test_server_errors_and_a_stale_backup_each_reach_the_webhook(ops_project):
     psql(ops_project, f"ALTER TABLE {TABLE} RENAME TO {AWAY}")
     stop = threading.Event()
     statuses: list[int] = []
+    request_ids: list[str] = []
 
     def visitors() -> None:
         deadline = time.monotonic() + ERROR_RATIO_BOUND_S + 60
         while not stop.is_set() and time.monotonic() < deadline:
-            statuses.append(get(ops_project, "/").status_code)
+            answer = get(ops_project, "/")
+            statuses.append(answer.status_code)
+            request_ids.append(answer.headers["X-Request-ID"])
             stop.wait(1 / ERROR_REQUESTS_PER_S)
 
     started = time.time()
@@ -361,6 +419,12 @@ def test_server_errors_and_a_stale_backup_each_reach_the_webhook(ops_project):
                              what="HighErrorRatio at the webhook")  # fmt: skip
         assert get(ops_project, "/readyz").status_code == 200
         assert alert_state("SiteDown") == "inactive"
+        # Django's own report of the error, to DJANGO_ADMINS, with the failed request's id.
+        errors_mailed = mailed(ADMINS_TO, started)
+        assert errors_mailed, "no unhandled error was mailed to DJANGO_ADMINS"
+        assert all(any(i in text for i in request_ids) for _, text in errors_mailed), errors_mailed[
+            0
+        ][1][:2000]
     finally:
         stop.set()
         load.join(timeout=30)
