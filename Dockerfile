@@ -29,11 +29,14 @@ FROM ${PYTHON_IMAGE} AS runtime
 
 # GUNICORN_PORT is the image's port, defined here only: EXPOSE, gunicorn's bind and the health
 # probe read it. Not a setting: nginx's upstream must name the same port (docs/image.md).
+# GUNICORN_METRICS_PORT is gunicorn's second port, where Prometheus reads /metrics
+# (config/metrics.py): not exposed (`docker run -P` would publish it), nginx never proxies to it.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PYTHONPATH=/app \
     PATH=/opt/venv/bin:$PATH \
-    GUNICORN_PORT=8000
+    GUNICORN_PORT=8000 \
+    GUNICORN_METRICS_PORT=8001
 
 # tini is PID 1 so plain `docker run` forwards signals and reaps zombies (compose's init: true
 # is then unnecessary). The same apt cache mounts as the builder's.

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connections
 from psycopg_pool import PoolTimeout
 
-from config import gunicorn_logging
+from config import gunicorn_logging, metrics, metrics_files
 from config.container import attached_networks, gunicorn_workers
 from config.env import Env
 from config.errors import ConfigurationError, exit_on_configuration_error
@@ -65,10 +65,15 @@ def trusted_proxies(env: Env) -> str:
 
 
 def post_worker_init(worker) -> None:
-    """Open the database pool and wait (POOL_WAIT_S) for its first connection before serving,
+    """Count the worker's threads into gunicorn's capacity (wsgi only: uvicorn's requests have
+    no fixed number; config.metrics).
+
+    Open the database pool and wait (POOL_WAIT_S) for its first connection before serving,
     so the worker's first requests do not all wait for one at once (see max_waiting below).
     A database that does not answer is the requests' business: the worker serves anyway
     (liveness; readiness answers 503)."""
+    if _mode == "wsgi":
+        metrics.THREADS.set(worker.cfg.threads)
     if settings.DB_CONNECTIONS != "pool":
         return
     database = connections["default"]
@@ -100,6 +105,14 @@ def pre_fork(server, worker) -> None:
     gc.freeze()
 
 
+def child_exit(server, worker) -> None:
+    """In the master, once a worker is reaped and before its successor is forked: the dead
+    worker's metrics join the archives (config.metrics_files), so the files stay few."""
+    folder = metrics_files.directory()
+    if folder is not None:
+        metrics_files.worker_exited(folder, worker.pid)
+
+
 def worker_exit(server, worker) -> None:
     """A worker's pool closes before gunicorn starts its successor (config.pools): a container
     stopped meanwhile would otherwise answer 502 while it lingered."""
@@ -120,8 +133,17 @@ with exit_on_configuration_error():
         raise ConfigurationError(
             f"GUNICORN_PORT={_port!r} is not a port number; the image sets it (Dockerfile)"
         )
-    # Every interface of the container; publishing (or not) decides who can reach it.
+    # Every interface of the container; publishing (or not) decides who can reach it. The
+    # metrics port (GUNICORN_METRICS_PORT, also the image's) is published nowhere, and nginx
+    # never proxies to it: Prometheus reaches it over a network web shares (config.metrics).
     bind = [f"0.0.0.0:{_port}"]
+    if settings.METRICS_PORT is not None:
+        if int(_port) == settings.METRICS_PORT:
+            raise ConfigurationError(
+                f"GUNICORN_METRICS_PORT={settings.METRICS_PORT} is GUNICORN_PORT too; the "
+                "metrics need a port of their own (the image sets both: Dockerfile)"
+            )
+        bind.append(f"0.0.0.0:{settings.METRICS_PORT}")
 
     # Two per CPU by default (config.container.default_workers).
     workers = gunicorn_workers(_env)

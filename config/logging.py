@@ -2,11 +2,13 @@
 
 One object per line on stdout with the keys `time`, `level`, `logger`, `message`, `request_id`,
 plus any JSON-safe `extra` fields (access logs add method, path, status, duration_ms, ...).
+Unhandled errors are also mailed to ADMINS, when there are any (config/settings.py).
 """
 
 import json
 import logging
 import re
+import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -22,6 +24,8 @@ _RECORD_ATTRIBUTES = frozenset(
     set(vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None))) | {"message", "asctime"}
 )
 _JSON_SCALARS = (str, int, float, bool, type(None))
+# The same unhandled error is mailed at most once in this long, per process.
+MAIL_INTERVAL_S = 600
 
 
 def clean_request_id(value: str | None) -> str | None:
@@ -91,12 +95,43 @@ class ClientErrorsAreWarnings(logging.Filter):
         return True
 
 
+class UnhandledErrorsOnce(logging.Filter):
+    """Which records are mailed to ADMINS: unhandled exceptions (Django's 500s), each kind
+    (exception type and the line that raised it) once per MAIL_INTERVAL_S in each process.
+
+    A 503 Django answers on purpose (readiness during an outage, no free photo-check slot) is
+    no error to mail. And the mail is sent inside the failing request: a burst of one failure
+    (the database gone) is one mail per worker, not one per request, each held up by it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: dict[tuple, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info or record.exc_info[0] is None:
+            return False
+        kind, _, traceback = record.exc_info
+        while traceback is not None and traceback.tb_next is not None:
+            traceback = traceback.tb_next
+        where = (traceback.tb_frame.f_code.co_filename, traceback.tb_lineno) if traceback else ()
+        key, now = (kind, *where), time.monotonic()
+        if now - self.sent.get(key, -MAIL_INTERVAL_S) < MAIL_INTERVAL_S:
+            return False
+        self.sent[key] = now
+        return True
+
+
 def logging_config(level: str) -> dict:
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
-        "filters": {"client_errors": {"()": ClientErrorsAreWarnings}},
+        "filters": {
+            "client_errors": {"()": ClientErrorsAreWarnings},
+            "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+            "unhandled_errors_once": {"()": UnhandledErrorsOnce},
+        },
         "handlers": {
             "stdout": {
                 "class": "logging.StreamHandler",
@@ -104,11 +139,22 @@ def logging_config(level: str) -> dict:
                 "formatter": "json",
                 "filters": ["client_errors"],
             },
+            # Sends nothing while ADMINS is empty (the default; config/settings.py). Its mail
+            # starts with the record as a JSON line, the request id in it.
+            "mail_admins": {
+                "class": "django.utils.log.AdminEmailHandler",
+                "level": "ERROR",
+                "formatter": "json",
+                "filters": ["require_debug_false", "unhandled_errors_once"],
+            },
         },
         "root": {"handlers": ["stdout"], "level": level},
         "loggers": {
-            # Django's defaults send these to stderr in plain text; route them through the root.
+            # Django's defaults send these to stderr in plain text, and mail every ERROR of
+            # `django` to ADMINS (a forged Host header included); route them through the root,
+            # and mail only the requests that failed.
             "django": {"level": level, "handlers": [], "propagate": True},
+            "django.request": {"handlers": ["mail_admins"], "propagate": True},
             "django.server": {"level": level, "handlers": [], "propagate": True},
         },
     }

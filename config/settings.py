@@ -9,6 +9,7 @@ import atexit
 import re
 import secrets
 from datetime import timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import quote
 
@@ -240,9 +241,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Scrapes on the metrics port only (config.metrics); every other request passes through.
+    "config.metrics.MetricsEndpointMiddleware",
     "config.middleware.RequestIdMiddleware",
     # Probes are answered here, before host validation and the HTTPS redirect can refuse them.
     "app.health.middleware.HealthCheckMiddleware",
+    # Counts and times the rest (config.metrics).
+    "config.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -437,6 +442,97 @@ CELERY_WORKER_CONCURRENCY = env.integer(
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Memory a pool process counts for when the worker sizes its photo slots (measured: docs).
 CELERY_PROCESS_MEMORY_BYTES = 80 * 1024 * 1024
+
+
+# --- Monitoring (docs/operations.md, Monitoring) --------------------------------------------
+
+# gunicorn's second port, where Prometheus reads /metrics (config.metrics); the image sets it
+# (Dockerfile), beside GUNICORN_PORT. Unset (Django outside the image), /metrics is nowhere.
+METRICS_PORT = (
+    env.integer("GUNICORN_METRICS_PORT", 0, minimum=1, maximum=65535)
+    if env.raw("GUNICORN_METRICS_PORT") is not None
+    else None
+)
+# The release this container runs: the image's version (Dockerfile, APP_VERSION).
+RELEASE = env.string("APP_VERSION", "unknown")
+
+
+# --- Errors: mail to the admins, Sentry (docs/operations.md, Monitoring) --------------------
+# Both off by default. With DJANGO_ADMINS set, an unhandled error (a 500) is mailed to them,
+# the request id in the mail's first line (config.logging: once per kind of error and process
+# every MAIL_INTERVAL_S). With DJANGO_SENTRY_DSN set, it goes to Sentry too (config.sentry).
+
+MAIL_ADDRESS = re.compile(r"[^@\s<>,\"]+@[^@\s<>,\"]+")
+MAIL_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
+# How SMTP is secured: STARTTLS on the submission port, TLS from the start, or not at all.
+EMAIL_SECURITY = {"starttls": (True, False), "ssl": (False, True), "none": (False, False)}
+
+
+def read_admins() -> list[tuple[str, str]]:
+    admins = []
+    for entry in env.strings("DJANGO_ADMINS"):
+        name, address = parseaddr(entry)
+        if not MAIL_ADDRESS.fullmatch(address):
+            raise ConfigurationError(
+                f"DJANGO_ADMINS entry {entry!r} is not a mail address; list them "
+                "comma-separated as Name <address> or address, e.g. Ops <ops@example.org>"
+            )
+        admins.append((name, address))
+    return admins
+
+
+def read_mail_address(name: str) -> str | None:
+    value = env.raw(name)
+    if value is not None and not MAIL_ADDRESS.fullmatch(value.strip()):
+        raise ConfigurationError(f"{name}={value!r} is not a mail address like cats@example.org")
+    return value and value.strip()
+
+
+def read_mail_host() -> str | None:
+    host = env.raw("DJANGO_EMAIL_HOST")
+    if host is not None and not MAIL_HOST.fullmatch(host):
+        raise ConfigurationError(
+            f"DJANGO_EMAIL_HOST={host!r} is not a host name; name the SMTP server alone, e.g. "
+            "smtp.example.org (its port: DJANGO_EMAIL_PORT)"
+        )
+    return host
+
+
+ADMINS = read_admins()
+SERVER_EMAIL = read_mail_address("DJANGO_SERVER_EMAIL")
+EMAIL_HOST = read_mail_host()
+EMAIL_PORT = env.integer("DJANGO_EMAIL_PORT", 587, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env.raw("DJANGO_EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = env.secret("DJANGO_EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS, EMAIL_USE_SSL = EMAIL_SECURITY[
+    env.choice("DJANGO_EMAIL_SECURITY", "starttls", tuple(EMAIL_SECURITY))
+]
+# The mail is sent inside the failing request: a mail server that does not answer holds it
+# this long at most, well within gunicorn's timeout.
+EMAIL_TIMEOUT = 10
+EMAIL_SUBJECT_PREFIX = "[catcollector] "
+if bool(EMAIL_HOST_USER) != bool(EMAIL_HOST_PASSWORD):
+    raise ConfigurationError(
+        "DJANGO_EMAIL_HOST_USER and DJANGO_EMAIL_HOST_PASSWORD (or _FILE) go together; set "
+        "both to sign in to the SMTP server, or neither"
+    )
+if ADMINS and EMAIL_HOST is None:
+    raise ConfigurationError(
+        "DJANGO_ADMINS is set but DJANGO_EMAIL_HOST is not; errors are mailed through an "
+        "SMTP server: set DJANGO_EMAIL_HOST (and DJANGO_EMAIL_PORT, DJANGO_EMAIL_HOST_USER...)"
+    )
+if ADMINS and SERVER_EMAIL is None:
+    raise ConfigurationError(
+        "DJANGO_ADMINS is set but DJANGO_SERVER_EMAIL is not; set the address error mails "
+        "come from, e.g. cats@example.org"
+    )
+
+SENTRY_DSN = env.raw("DJANGO_SENTRY_DSN")
+if SENTRY_DSN is not None and not BUILD_STATIC_ONLY:
+    # Imported here, so Sentry's SDK loads only where a DSN asks for it.
+    from config.sentry import start_sentry
+
+    start_sentry(SENTRY_DSN, release=RELEASE)
 
 
 # --- Logging --------------------------------------------------------------------------------

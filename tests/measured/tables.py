@@ -520,6 +520,65 @@ REBOOT = Table(
     ),
 )
 
+MONITORING = Table(
+    header=("what", "measured", "the test fails"),
+    rows=(
+        (
+            "web stopped, until `SiteDown` reaches the webhook (scrape and evaluation every 5 s; "
+            "the rule's `for` and Alertmanager's wait as shipped)",
+            m("SiteDown reaches the webhook", span("seconds", 1, " s")),
+            "above SITE_DOWN_BOUND_S: the sum of those, and room for a busy machine",
+        ),
+        (
+            "a burst of 500s (2 a second) while `/readyz` answers 200, until `HighErrorRatio` "
+            "fires, and until it reaches the webhook",
+            m(
+                "HighErrorRatio from a burst of 500s",
+                text("{f}, {w}", f=span("firing_s", 1, " s"), w=span("webhook_s", 1, " s")),
+            ),
+            "not firing within ERROR_RATIO_BOUND_S",
+        ),
+        (
+            "the newest archive 27 hours old, from the `./ops metrics` that saw it until "
+            "`BackupTooOld` reaches the webhook",
+            m("BackupTooOld reaches the webhook", span("seconds", 1, " s")),
+            "above BACKUP_STALE_BOUND_S",
+        ),
+        (
+            "the series Prometheus holds (the head block), this stack without the worker",
+            m("prometheus head series", span("series", 0)),
+            "",
+        ),
+        (
+            "one `./ops metrics` run",
+            m("ops metrics run", span("seconds", 2, " s")),
+            "",
+        ),
+        *(
+            (
+                f"memory after the scenes: {label}",
+                m("monitoring set memory", span(key, 1, " MiB")),
+                "",
+            )
+            for label, key in (
+                *(
+                    (service, service)
+                    for service in (
+                        "prometheus",
+                        "alertmanager",
+                        "node-exporter",
+                        "blackbox-exporter",
+                        "nginx-exporter",
+                        "postgres-exporter",
+                        "redis-exporter",
+                    )
+                ),
+                ("the seven together", "total"),
+            )
+        ),
+    ),
+)
+
 # tests/run's own table: kept only from a run in which every layer passed.
 RUN_TABLE = "test-run"
 LAYERS = (
@@ -551,5 +610,6 @@ TABLES: dict[str, Table] = {
     "stack": STACK,
     "swarm": SWARM,
     "reboot": REBOOT,
+    "monitoring": MONITORING,
     RUN_TABLE: RUN,
 }

@@ -25,6 +25,7 @@ COMBINATIONS = {
     ("compose.yaml", "compose.secrets.yaml"): {"SECRETS_DIR": "/placeholder"},
     ("compose.yaml", "compose.external-db.yaml"): {},
     ("compose.yaml", "compose.worker.yaml"): {},
+    ("compose.yaml", "compose.monitoring.yaml"): {},
 }
 # Values that parse wherever a variable ends up: a string, a port or size, an address, a path,
 # a pull policy.

@@ -16,7 +16,7 @@ from tests.swarm.support import STACK_FILE, documented_postgres_image
 
 STACK_FILES = sorted(path.name for path in REPO.glob("stack*.yaml"))
 # The secret values themselves: under swarm only as secrets, through their _FILE variables.
-SECRET_VALUES = {"DATABASE_URL", "DJANGO_SECRET_KEY_FALLBACKS"}
+SECRET_VALUES = {"DATABASE_URL", "DJANGO_SECRET_KEY_FALLBACKS", "DJANGO_EMAIL_HOST_PASSWORD"}
 # The stack's own: nginx names the web service rather than the active release's alias.
 STACK_ONLY = {"nginx": {"NGINX_UPSTREAM_HOST"}}
 # Compose's own: whether DJANGO_ALLOWED_HOSTS was set (`${...:+true}`, an interpolation the

@@ -46,7 +46,7 @@ RESENDS_BOUND = VISITORS
 HARDENING = {
     "db": {"caps": {"CHOWN", "DAC_READ_SEARCH", "SETGID", "SETUID"},
            "tmpfs": {"/var/run/postgresql", "/tmp", "/dev/shm"}},
-    "web": {"caps": set(), "tmpfs": {"/tmp"}},
+    "web": {"caps": set(), "tmpfs": {"/tmp", "/run/metrics"}},
     "nginx": {"caps": set(), "tmpfs": {"/run/nginx", "/var/cache/nginx"}},
 }  # fmt: skip
 

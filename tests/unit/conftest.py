@@ -4,7 +4,7 @@ pytest-django loads the settings while pytest configures, before any fixture exi
 environment the settings read is put in place in pytest_configure below: a private cluster,
 a fresh secret, temporary static and media roots, and the production defaults for the rest.
 Static files are collected the way the image build does it (DJANGO_BUILD_STATIC=1), and the
-photo checks' slot files live in the scratch folder.
+photo checks' slot files and the metrics files live in the scratch folder.
 """
 
 import os
@@ -25,7 +25,7 @@ from tests.unit.support import SITE_HOST
 
 # Every variable config.settings and config.gunicorn read, so a developer's shell cannot
 # leak into a run.
-CONFIG_PREFIXES = ("DJANGO_", "POSTGRES_", "DATABASE_", "GUNICORN_")
+CONFIG_PREFIXES = ("DJANGO_", "POSTGRES_", "DATABASE_", "GUNICORN_", "PROMETHEUS_")
 CONFIG_NAMES = ("UPLOAD_MAX_MB",)
 
 _state: dict = {}
@@ -48,6 +48,7 @@ def pytest_configure(config: pytest.Config) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="cats-unit-"))
     _state["scratch"] = scratch
     _clean_environ()
+    (scratch / "metrics").mkdir()
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "config.settings",
@@ -57,6 +58,10 @@ def pytest_configure(config: pytest.Config) -> None:
             "DJANGO_MEDIA_ROOT": str(scratch / "media"),
             # What the image's Dockerfile sets, for config.gunicorn.
             "GUNICORN_PORT": "8000",
+            "GUNICORN_METRICS_PORT": "8001",
+            # What the entrypoint gives gunicorn: every process of the run shares its metrics
+            # through files there, as gunicorn's workers do (config/metrics_files.py).
+            "PROMETHEUS_MULTIPROC_DIR": str(scratch / "metrics"),
             **cluster.environ,
         }
     )

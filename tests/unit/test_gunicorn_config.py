@@ -174,6 +174,15 @@ def test_access_line_is_json_with_the_request_id_and_trusted_client(caplog):
     [
         ({"GUNICORN_PORT": ""}, "error: GUNICORN_PORT='' is not a port number; the image sets"),
         ({"GUNICORN_PORT": "web"}, "error: GUNICORN_PORT='web' is not a port number"),
+        (
+            {"GUNICORN_METRICS_PORT": "metrics"},
+            "error: GUNICORN_METRICS_PORT='metrics' is not a whole number",
+        ),
+        ({"GUNICORN_METRICS_PORT": "70000"}, "error: GUNICORN_METRICS_PORT=70000 is out of range"),
+        (
+            {"GUNICORN_METRICS_PORT": "8000"},
+            "error: GUNICORN_METRICS_PORT=8000 is GUNICORN_PORT too; the metrics need a port",
+        ),
         ({"GUNICORN_WORKERS": "0"}, "error: GUNICORN_WORKERS=0 is out of range"),
         ({"GUNICORN_TIMEOUT": "soon"}, "error: GUNICORN_TIMEOUT='soon' is not a whole number"),
         (
@@ -185,7 +194,17 @@ def test_access_line_is_json_with_the_request_id_and_trusted_client(caplog):
             "error: DJANGO_DB_CONNECTIONS=persistent leaks a database connection",
         ),
     ],
-    ids=["port-unset", "port-name", "workers", "timeout", "trusted", "asgi-persistent"],
+    ids=[
+        "port-unset",
+        "port-name",
+        "metrics-port-name",
+        "metrics-port-range",
+        "metrics-port-same",
+        "workers",
+        "timeout",
+        "trusted",
+        "asgi-persistent",
+    ],
 )
 def test_bad_server_settings_stop_with_one_line(env, error):
     result = run_python("-m", "config.gunicorn", env=env)

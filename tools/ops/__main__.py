@@ -11,6 +11,7 @@ from tools.ops import backup as backing_up
 from tools.ops import deploy as deploying
 from tools.ops import init as initialising
 from tools.ops import logs as reading_logs
+from tools.ops import metrics as measuring
 from tools.ops import pitr as rewinding
 from tools.ops import recover as recovering
 from tools.ops import restore as restoring
@@ -30,6 +31,7 @@ STEPS = {
     "restore": restoring.STEPS,
     "recover": recovering.STEPS,
     "schedule": scheduling.STEPS,
+    "metrics": measuring.STEPS,
 }
 # Verbs that change the stack take the project's lock: one at a time.
 LOCKED = ("deploy", "rollback", "backup", "restore", "recover")
@@ -157,7 +159,13 @@ def parser() -> argparse.ArgumentParser:
         "recover", help="a new VM from the remote alone: the database and photos, then the stack"
     )
 
-    schedule = verbs.add_parser("schedule", help="run ./ops backup daily (systemd timer)")
+    verbs.add_parser(
+        "metrics", help="the VM's facts for Prometheus, in OPS_METRICS_DIR (every minute)"
+    )
+
+    schedule = verbs.add_parser(
+        "schedule", help="run ./ops backup daily and ./ops metrics every minute (systemd timers)"
+    )
     schedule.add_argument(
         "--on-calendar", default=scheduling.DEFAULT_CALENDAR, metavar="WHEN",
         help=f"a systemd calendar expression (default: {scheduling.DEFAULT_CALENDAR!r})",
@@ -201,6 +209,7 @@ def run(
                 ),
                 "logs": lambda: reading_logs.logs(project, console, args.service, args.since),
                 "backups": lambda: backing_up.backups(project, console, args.max_age, args.verify),
+                "metrics": lambda: measuring.metrics(project, console),
                 "schedule": lambda: scheduling.schedule(
                     project, console, args.on_calendar, args.unit_dir, args.enable
                 ),

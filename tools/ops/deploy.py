@@ -7,7 +7,10 @@ The steps, each a method with one way to fail:
   publish  B's static files and nginx templates into the site volume, beside A's
   migrate  B's migrations, once, while A serves (they must be backward compatible)
   start    N web containers of B beside A's; nginx sends them nothing yet. With the worker
-           (compose.worker.yaml), M workers of B beside A's too (at least one)
+           (compose.worker.yaml), M workers of B beside A's too (at least one). Services no
+           container of which exists yet (an override just added: the monitoring set; a
+           service new in compose.yaml: the photos' copy) start too, healthy before this step
+           ends
   ready    every B container healthy and ready (database, migrations); B's workers healthy
   switch   B becomes the active release: nginx reloads (or, for a new proxy or nginx settings
            changed in .env, is replaced)
@@ -17,7 +20,9 @@ The steps, each a method with one way to fail:
            kept in .ops/logs (./ops logs) before they are removed
   record   .env names B (and IMAGE_POLICY=never: plain compose runs B as it is, compose.yaml),
            .ops/history gains it, old images, releases and logs are pruned
-A failure before `retire` removes B's containers and leaves A active: A serves throughout.
+A failure before `retire` removes B's containers and leaves A active: A serves throughout;
+.ops/rollbacks records the deploy undone, as it records every ./ops rollback (monitoring
+alerts on both: DeployRolledBack).
 On a VM where nothing runs yet, `images` is followed by one `up` of the whole stack.
 """
 
@@ -29,7 +34,7 @@ from dataclasses import dataclass
 
 from tools.ops import commands, logs
 from tools.ops.console import Console, OpsError
-from tools.ops.history import Entry, History
+from tools.ops.history import Entry, History, Rollbacks
 from tools.ops.images import Images, check_version
 from tools.ops.project import Container, Project
 from tools.ops.readiness import READY_TIMEOUT_S, NotReady, wait_ready
@@ -87,6 +92,7 @@ class Deployment:
         # Made by start; undone by undo() until retire.
         self.started: list[Container] = []
         self.workers_started: list[Container] = []
+        self.services_started: list[str] = []
         self.switched = False
         self.nginx_replaced = False
 
@@ -199,19 +205,6 @@ class Deployment:
             self.start_workers()
         self.start_new_services()
 
-    def start_new_services(self) -> None:
-        """Services this release's compose files bring that run beside any release and have no
-        container yet (the photos' copy, for a stack older than it); started as they are."""
-        existing = {c.service for c in self.project.all_containers()}
-        new = [s for s in self.project.config()["services"]
-               if s not in existing and s not in RELEASE_SERVICES]  # fmt: skip
-        if new:
-            self.project.run(
-                commands.up(*new, wait=True, no_deps=True, no_recreate=True),
-                env=self.target.env, what=f"starting {', '.join(new)}", timeout=READY_TIMEOUT_S,
-            )  # fmt: skip
-            self.console.note(f"started, new to this stack: {', '.join(new)}")
-
     def start_workers(self) -> None:
         """B's workers beside A's: both take tasks from the queue until A's retire. The broker
         is started first when the worker is new to this stack (its override just added)."""
@@ -226,6 +219,30 @@ class Deployment:
         )  # fmt: skip
         self.workers_started = self.containers_of(self.target.app, "worker")
         self.console.note(f"{len(self.workers_started)} worker(s) of {self.target.app} started")
+
+    def start_new_services(self) -> None:
+        """The services this release's compose files bring that nothing above starts and that
+        have no container yet: an override just added to COMPOSE_FILE (the monitoring set's),
+        or a service new in compose.yaml (the photos' copy, for a stack older than it). Running
+        before nginx switches, gone again if B is undone. Never a release's service (the deploy
+        replaces or starts those itself), nor a one-shot (restart "no"): publish's would make B
+        active here, before it is ready, were its container pruned."""
+        present = {c.service for c in self.project.all_containers()}
+        new = [
+            name
+            for name, service in self.project.config()["services"].items()
+            if name not in present
+            and name not in RELEASE_SERVICES
+            and service.get("restart", "no") != "no"
+        ]
+        if not new:
+            return
+        self.services_started = new
+        self.project.run(
+            commands.up(*new, wait=True, no_deps=True, no_recreate=True), env=self.target.env,
+            what=f"starting {', '.join(new)}", timeout=READY_TIMEOUT_S,
+        )  # fmt: skip
+        self.console.note(f"new to this stack, started: {', '.join(new)}")
 
     def wait_ready(self) -> None:
         started = [*self.started, *self.workers_started]
@@ -349,6 +366,10 @@ class Deployment:
             # Stopped first: a task one of them holds goes back to the queue for A's workers.
             self.project.run(commands.stop(c.id for c in workers), check=False)
             self.project.run(commands.remove([c.id for c in workers], force=True), check=False)
+        added = [c.id for s in self.services_started for c in self.project.containers(s)]
+        if added:
+            self.project.run(commands.stop(added), check=False)
+            self.project.run(commands.remove(added, force=True), check=False)
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -408,6 +429,9 @@ class Deployment:
                     action()
         except (OpsError, KeyboardInterrupt):
             self.undo()
+            Rollbacks(self.project.state_dir).append(
+                self.target.app, self.current_app, Rollbacks.DEPLOY_UNDONE
+            )
             raise
         with self.console.step("retire"):
             self.retire()
@@ -491,4 +515,6 @@ def rollback(
                 )  # fmt: skip
         else:
             console.say(f"keeping the schema: {previous.app} runs beside migrations {names}")
-    return deployment.run()
+    summary = deployment.run()
+    Rollbacks(project.state_dir).append(current, previous.app, Rollbacks.ROLLBACK)
+    return summary

@@ -1,6 +1,7 @@
 """What was deployed here, in order: `.ops/history`, one line per deploy or rollback (time, app
 version, proxy version). Rollback reads its previous entry; retention keeps the images and
-releases of the newest OPS_KEEP_VERSIONS entries."""
+releases of the newest OPS_KEEP_VERSIONS entries. And what was undone: `.ops/rollbacks`, one
+line per deploy rolled back, which monitoring counts (tools/ops/metrics.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,19 @@ class Entry:
     time: str
     app: str
     proxy: str
+
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime(TIME_FORMAT)
+
+
+def timestamp(time: str) -> float:
+    """Unix time of an entry's time."""
+    parsed = datetime.datetime.strptime(time, TIME_FORMAT)
+    return parsed.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 class History:
@@ -32,9 +46,8 @@ class History:
 
     def append(self, app: str, proxy: str) -> None:
         self.path.parent.mkdir(exist_ok=True)
-        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         with self.path.open("a") as out:
-            out.write(f"{now}\t{app}\t{proxy}\n")
+            out.write(f"{now()}\t{app}\t{proxy}\n")
 
     def previous(self, current: str) -> Entry | None:
         """The newest entry of another version than `current`."""
@@ -58,3 +71,23 @@ class History:
             if len(kept) == count:
                 break
         return kept
+
+
+class Rollbacks:
+    """Deploys undone: by ./ops deploy itself when the new release failed, and by ./ops
+    rollback. One line each: time, the release undone, the release serving again, how."""
+
+    DEPLOY_UNDONE, ROLLBACK = "deploy undone", "rollback"
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "rollbacks"
+
+    def append(self, undone: str, serving: str, how: str) -> None:
+        self.path.parent.mkdir(exist_ok=True)
+        with self.path.open("a") as out:
+            out.write(f"{now()}\t{undone}\t{serving}\t{how}\n")
+
+    def count(self) -> int:
+        if not self.path.exists():
+            return 0
+        return sum(1 for line in self.path.read_text().splitlines() if line.count("\t") == 3)

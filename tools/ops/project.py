@@ -93,6 +93,11 @@ class Container:
     image_id: str
     config_files: tuple[str, ...] = ()
     config_hash: str = ""
+    # What monitoring reads (tools/ops/metrics.py): Docker's restarts of it, whether its main
+    # process was killed for memory, and that process on this machine (0: not running).
+    restarts: int = 0
+    oom_killed: bool = False
+    pid: int = 0
 
     @property
     def serving(self) -> bool:
@@ -267,6 +272,9 @@ class Project:
                     image_id=item["Image"],
                     config_files=tuple(f for f in files.split(",") if f),
                     config_hash=labels.get(CONFIG_HASH_LABEL, ""),
+                    restarts=item.get("RestartCount", 0),
+                    oom_killed=bool(state.get("OOMKilled")),
+                    pid=state.get("Pid") or 0,
                 )
             )
         return sorted(found, key=_container_number)

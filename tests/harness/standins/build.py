@@ -162,7 +162,8 @@ class StandinBuilder:
     def build(self, name: str, recipe: Recipe, wanted_version: str) -> str:
         """Build the stand-in for `name` unless one with the same recipe digest is tagged."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.log_dir / f"{recipe.repository}.log").resolve()
+        # A repository may be a path (prom/prometheus): one log file per recipe all the same.
+        log = (self.log_dir / f"{recipe.repository.replace('/', '_')}.log").resolve()
         with tempfile.TemporaryDirectory(prefix="standin-", dir="/var/tmp") as tmp:
             work = Path(tmp)
             sources_file = work / "debian.sources"

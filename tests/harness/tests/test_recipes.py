@@ -3,8 +3,10 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.harness import standins
+from tests.harness import REPO, standins
+from tests.harness.base_images import compose_base_images, compose_overrides
 from tests.harness.standins import (
     Recipe,
     StandinError,
@@ -35,6 +37,26 @@ def test_the_pinned_names_are_served_with_the_version_their_tag_promises():
     assert recipe_for("postgres:17-trixie", RECIPES)[1] == "17"
     assert recipe_for("nginx:1.30-trixie", RECIPES)[1] == "1.30"
     assert recipe_for("redis:8-trixie", RECIPES)[1] == "8"
+    assert recipe_for("prom/prometheus:v2.53.3", RECIPES)[1] == "2.53.3"
+    assert recipe_for("prom/alertmanager:v0.28.1", RECIPES)[1] == "0.28.1"
+    assert recipe_for("prom/node-exporter:v1.9.0", RECIPES)[1] == "1.9.0"
+    assert recipe_for("prom/blackbox-exporter:v0.26.0", RECIPES)[1] == "0.26.0"
+    assert recipe_for("nginx/nginx-prometheus-exporter:1.4.1", RECIPES)[1] == "1.4.1"
+    name = "quay.io/prometheuscommunity/postgres-exporter:v0.17.1"
+    assert recipe_for(name, RECIPES)[1] == "0.17.1"
+    assert recipe_for("oliver006/redis_exporter:v1.69.0-alpine", RECIPES)[1] == "1.69.0"
+
+
+def test_every_image_the_monitoring_set_names_has_a_recipe_serving_its_tag():
+    """compose.monitoring.yaml's images are provided like compose.yaml's (the harness reads
+    every override's services that build nothing), and a recipe serves each one's tag."""
+    assert "compose.monitoring.yaml" in compose_overrides(REPO)
+    services = yaml.safe_load((REPO / "compose.monitoring.yaml").read_text())["services"]
+    images = sorted(s["image"] for s in services.values() if "image" in s)
+    assert len(images) == 7
+    assert compose_base_images({"services": services}) == images
+    for image in images:
+        recipe_for(image, RECIPES)
 
 
 @pytest.mark.parametrize(
@@ -46,6 +68,10 @@ def test_the_pinned_names_are_served_with_the_version_their_tag_promises():
         ("postgres:17-bookworm", "only serves tags matching"),
         ("nginx:latest", "only serves tags matching"),
         ("nginx@sha256:" + "0" * 64, "pinned by digest"),
+        ("prom/prometheus:latest", "only serves tags matching"),
+        ("prom/prometheus:2.53.3", "only serves tags matching"),
+        ("oliver006/redis_exporter:v1.69.0", "only serves tags matching"),
+        ("prometheuscommunity/postgres-exporter:v0.17.1", "no stand-in recipe"),
     ],
 )
 def test_names_without_a_recipe_are_refused_clearly(name, message):
@@ -76,6 +102,20 @@ def test_version_is_read_from_each_recipes_command_output():
     assert RECIPES["nginx"].installed_version("nginx version: nginx/1.30.6\n") == "1.30.6"
     output = "Redis server v=8.0.2 sha=00000000:1 malloc=jemalloc-5.3.0 bits=64 build=1\n"
     assert RECIPES["redis"].installed_version(output) == "8.0.2"
+    # Debian trixie's, as each stand-in's version command prints it.
+    outputs = {
+        "prom/prometheus": "prometheus, version 2.53.3+ds1 (branch: debian/sid, revision: 2)\n",
+        "prom/alertmanager": "alertmanager, version 0.28.1+ds (branch: debian/sid)\n",
+        "prom/node-exporter": "node_exporter, version 1.9.0 (branch: debian/sid)\n",
+        "prom/blackbox-exporter": "blackbox_exporter, version 0.26.0 (branch: debian/sid)\n",
+        "nginx/nginx-prometheus-exporter": "nginx_exporter, version 1.4.1 (branch: debian/sid)\n",
+        "quay.io/prometheuscommunity/postgres-exporter": "postgres_exporter, version 0.17.1 (x)\n",
+        "oliver006/redis_exporter": 'time="2026-12-05T14:24:34Z" level=info msg="Redis Metrics '
+        'Exporter 1.69.0-1    build date: 20250326-22:59:43    sha1: debian/sid"\n',
+    }
+    for repository, output in outputs.items():
+        wanted = recipe_for(RECIPES[repository].fallback, RECIPES)[1]
+        assert RECIPES[repository].installed_version(output) == wanted, repository
 
 
 def test_digest_changes_with_any_recipe_file_and_with_the_rootfs(tmp_path: Path):
@@ -94,9 +134,10 @@ def test_digest_changes_with_any_recipe_file_and_with_the_rootfs(tmp_path: Path)
 
 def test_fallback_names_only_for_repositories_the_project_does_not_reference(monkeypatch):
     monkeypatch.setattr(standins, "project_base_images", lambda repo: ["postgres:18-trixie"])
-    assert standins.images_to_provide(Path()) == [
-        "nginx:1.30-trixie",
-        "postgres:18-trixie",
-        "python:3.13-slim-trixie",
-        "redis:8-trixie",
-    ]
+    assert standins.images_to_provide(Path()) == sorted(
+        [
+            "postgres:18-trixie",
+            *(r.fallback for r in RECIPES.values() if r.repository != "postgres"),
+        ]
+    )
+    assert "nginx:1.30-trixie" in standins.images_to_provide(Path())
