@@ -545,7 +545,8 @@ MONITORING = Table(
             "above BACKUP_STALE_BOUND_S",
         ),
         (
-            "the series Prometheus holds (the head block), this stack without the worker",
+            "the series Prometheus holds (the head block) after the scenes (the worker on in "
+            "all but the first run)",
             m("prometheus head series", span("series", 0)),
             "",
         ),
