@@ -304,6 +304,10 @@ def test_the_script_runs_the_command_after_it(tmp_path):
             "ALERTMANAGER_EMAIL_TO entry 'ops' is not a mail address",
         ),
         (
+            MAIL | {"ALERTMANAGER_EMAIL_TO": "ops@example.org,,jane@example.org"},
+            "ALERTMANAGER_EMAIL_TO='ops@example.org,,jane@example.org' has an empty entry",
+        ),
+        (
             {**MAIL, "ALERTMANAGER_EMAIL_FROM": ""},
             "ALERTMANAGER_EMAIL_TO is set but ALERTMANAGER_EMAIL_FROM is not",
         ),
@@ -337,6 +341,7 @@ def test_the_script_runs_the_command_after_it(tmp_path):
         "url",
         "url-quote",
         "to",
+        "to-empty-entry",
         "from-missing",
         "smarthost-missing",
         "smarthost-port",
