@@ -58,6 +58,10 @@ if [ -n "$webhook_url" ]; then
 fi
 
 if [ -n "$email_to" ]; then
+  case ",$email_to," in
+    *,,*) fail "ALERTMANAGER_EMAIL_TO='$email_to' has an empty entry; list addresses" \
+      "separated by single commas" ;;
+  esac
   for address in $(printf '%s' "$email_to" | tr ',' ' '); do
     mail_address ALERTMANAGER_EMAIL_TO "$address"
   done

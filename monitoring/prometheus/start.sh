@@ -28,6 +28,23 @@ duration() {
   printf '%s' "$2"
 }
 
+# interval NAME VALUE: a duration of at most a minute: the alerts' rates read 5-minute windows
+# (alerts.yml), which need several samples each; at 2m30s and more they hold fewer than two,
+# and those alerts could never fire.
+interval() {
+  value=$(duration "$1" "$2")
+  number=${value%%[a-z]*}
+  case ${value#"$number"} in
+    ms) seconds=0 ;;
+    s) seconds=$number ;;
+    m) seconds=$((number * 60)) ;;
+    *) seconds=$((60 + 1)) ;;
+  esac
+  [ "$seconds" -le 60 ] ||
+    fail "$1='$2' is longer than 1m: the alerts' 5-minute rates need several samples each"
+  printf '%s' "$value"
+}
+
 # size NAME VALUE: bytes in one of Prometheus' units.
 size() {
   printf '%s' "$2" | grep -Eqx '[1-9][0-9]{0,5}(B|KB|MB|GB|TB)' ||
@@ -41,12 +58,12 @@ retention_size=$(size PROMETHEUS_RETENTION_SIZE "${PROMETHEUS_RETENTION_SIZE:-2G
 # with those names.
 script=
 if [ -n "${PROMETHEUS_SCRAPE_INTERVAL:-}" ]; then
-  interval=$(duration PROMETHEUS_SCRAPE_INTERVAL "$PROMETHEUS_SCRAPE_INTERVAL")
+  interval=$(interval PROMETHEUS_SCRAPE_INTERVAL "$PROMETHEUS_SCRAPE_INTERVAL")
   script="${script}s/^  scrape_interval: .*/  scrape_interval: $interval/
 "
 fi
 if [ -n "${PROMETHEUS_EVALUATION_INTERVAL:-}" ]; then
-  interval=$(duration PROMETHEUS_EVALUATION_INTERVAL "$PROMETHEUS_EVALUATION_INTERVAL")
+  interval=$(interval PROMETHEUS_EVALUATION_INTERVAL "$PROMETHEUS_EVALUATION_INTERVAL")
   script="${script}s/^  evaluation_interval: .*/  evaluation_interval: $interval/
 "
 fi

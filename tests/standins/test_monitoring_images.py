@@ -9,6 +9,9 @@ import re
 import time
 import urllib.request
 
+import yaml
+
+from tests.harness import REPO
 from tests.harness.docker import image_config
 from tests.harness.standins import promised_version
 
@@ -168,11 +171,19 @@ def test_the_postgres_exporter_signs_in_with_a_password_file(
     answered(exporter, 9187, "/metrics", r"^pg_settings_max_connections")
 
 
+def compose_entrypoint(service: str) -> list[str]:
+    """compose.monitoring.yaml's entrypoint of `service`, as compose hands it to Docker ($$ is
+    compose's escape of $)."""
+    compose = yaml.safe_load((REPO / "compose.monitoring.yaml").read_text())
+    return [part.replace("$$", "$") for part in compose["services"][service]["entrypoint"]]
+
+
 def test_the_redis_exporter_reads_a_json_password_file_and_a_lists_length(
-    containers, redis_exporter_image, redis_image
+    containers, redis_exporter_image, redis_image, tmp_path
 ):
-    """As compose.monitoring.yaml runs it: a shell writes the password map, then the exporter
-    reads Redis and the length of the list `celery` in database 0."""
+    """With compose.monitoring.yaml's own entrypoint: a shell writes the password map from
+    the secret file, then the exporter reads Redis and the length of the list `celery` in
+    database 0."""
     network = containers.network()
     redis = containers.run(
         redis_image, "redis-server", "--requirepass", PASSWORD,
@@ -180,15 +191,16 @@ def test_the_redis_exporter_reads_a_json_password_file_and_a_lists_length(
     )  # fmt: skip
     redis.wait_for_log(r"Ready to accept connections")
     redis.exec("redis-cli", "rpush", "celery", "a", "b", "c", env={"REDISCLI_AUTH": PASSWORD})
-    script = (
-        'umask 077; printf \'{"redis://redis:6379": "%s"}\' "$PASSWORD" >/tmp/p.json && '
-        "exec /redis_exporter --redis.addr=redis://redis:6379 --redis.password-file=/tmp/p.json "
-        "--check-single-keys=db0=celery"
-    )
+    secret = tmp_path / "redis_password"
+    secret.write_text(PASSWORD)
+    secret.chmod(0o444)
+    shell, *arguments = compose_entrypoint("redis-exporter")
     exporter = containers.run(
-        redis_exporter_image, "-c", script, env={"PASSWORD": PASSWORD},
+        redis_exporter_image, *arguments,
+        env={"REDIS_HOST": "redis", "REDIS_PASSWORD_FILE": "/run/secrets/redis_password"},
         options=[
-            *HARDENED, "--entrypoint", "/bin/sh", "--tmpfs", "/tmp", "--network", network,
+            *HARDENED, "--entrypoint", shell, "--tmpfs", "/tmp", "--network", network,
+            "--volume", f"{secret}:/run/secrets/redis_password:ro",
             "--publish", "127.0.0.1::9121",
         ],
     )  # fmt: skip

@@ -257,7 +257,6 @@ def test_this_processs_own_usage_reads_from_its_real_cgroup():
     found = cgroups.mounts((proc / "self" / "mountinfo").read_text())
     memory = cgroups.read_memory(*cgroups.controller_cgroup(cgroup, found, "memory"))
     assert memory.used > 1 << 20
-    assert memory.oom_kills >= 0
     cpu = cgroups.controller_cgroup(cgroup, found, "cpuacct")
     before = cgroups.read_cpu_seconds(*cpu)
     busy_until = time.process_time() + 0.2

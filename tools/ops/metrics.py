@@ -86,6 +86,9 @@ FAMILIES = {
     for family in (
         Family("catcollector_status", "gauge", (),
                "./ops status's verdict: 0 healthy, 1 degraded, 2 down, 3 unknown"),
+        Family("catcollector_metrics_step_ok", "gauge", ("step",),
+               "1 when ./ops metrics read the step's facts, 0 when it could not (they are left "
+               "out, and so is what their alerts read)"),
         Family("catcollector_backup_newest_timestamp_seconds", "gauge", (),
                "Unix time of the newest good archive of ./ops backup, 0 when there is none"),
         Family("catcollector_restore_check_ok", "gauge", (),
@@ -214,7 +217,9 @@ class Reading:
             memory = usage.memory
             self.facts.add("catcollector_container_cpu_seconds_total", usage.cpu_seconds,
                            **labels)  # fmt: skip
-            kills = memory.oom_kills + (1 if container.oom_killed else 0)
+            # Docker's flag is set by any kill in the container, the cgroup's count included:
+            # at least one, not one more.
+            kills = max(memory.oom_kills, 1 if container.oom_killed else 0)
             self.facts.add("catcollector_container_oom_kills_total", kills, **labels)
             self.facts.add("catcollector_container_memory_bytes", memory.used, **labels)
             if memory.limit is not None:
@@ -322,6 +327,8 @@ def metrics(project: Project, console: Console) -> str:
                 getattr(reading, method)()
             except OpsError as error:
                 reading.facts.problems.append((step, str(error)))
+            failed = any(problem == step for problem, _ in reading.facts.problems)
+            reading.facts.add("catcollector_metrics_step_ok", 0 if failed else 1, step=step)
     path = target / f"{project.name()}.prom"
     with console.step("write"):
         write_atomically(path, exposition(reading.facts))

@@ -204,10 +204,22 @@ def test_unset_the_file_keeps_its_own_intervals(tmp_path):
     [
         ({"PROMETHEUS_SCRAPE_INTERVAL": "15"}, "PROMETHEUS_SCRAPE_INTERVAL='15' is not a duration"),
         ({"PROMETHEUS_EVALUATION_INTERVAL": "1m/"}, "PROMETHEUS_EVALUATION_INTERVAL='1m/' is not"),
+        (
+            {"PROMETHEUS_SCRAPE_INTERVAL": "90s"},
+            "PROMETHEUS_SCRAPE_INTERVAL='90s' is longer than 1m",
+        ),
+        ({"PROMETHEUS_EVALUATION_INTERVAL": "1h"}, "PROMETHEUS_EVALUATION_INTERVAL='1h' is longer"),
         ({"PROMETHEUS_RETENTION_TIME": "forever"}, "PROMETHEUS_RETENTION_TIME='forever' is not"),
         ({"PROMETHEUS_RETENTION_SIZE": "2G"}, "PROMETHEUS_RETENTION_SIZE='2G' is not a size"),
     ],
-    ids=["scrape", "evaluation", "retention-time", "retention-size"],
+    ids=[
+        "scrape",
+        "evaluation",
+        "scrape-too-long",
+        "evaluation-too-long",
+        "retention-time",
+        "retention-size",
+    ],
 )
 def test_a_bad_prometheus_setting_is_one_line(tmp_path, env, error):
     result = start(tmp_path, env)
@@ -292,6 +304,10 @@ def test_the_script_runs_the_command_after_it(tmp_path):
             "ALERTMANAGER_EMAIL_TO entry 'ops' is not a mail address",
         ),
         (
+            MAIL | {"ALERTMANAGER_EMAIL_TO": "ops@example.org,,jane@example.org"},
+            "ALERTMANAGER_EMAIL_TO='ops@example.org,,jane@example.org' has an empty entry",
+        ),
+        (
             {**MAIL, "ALERTMANAGER_EMAIL_FROM": ""},
             "ALERTMANAGER_EMAIL_TO is set but ALERTMANAGER_EMAIL_FROM is not",
         ),
@@ -325,6 +341,7 @@ def test_the_script_runs_the_command_after_it(tmp_path):
         "url",
         "url-quote",
         "to",
+        "to-empty-entry",
         "from-missing",
         "smarthost-missing",
         "smarthost-port",
