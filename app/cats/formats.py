@@ -336,6 +336,8 @@ def _jpeg_header(file: BinaryIO) -> Header:
         elif code == 0xDA:
             if frame is None:
                 raise Unreadable("a scan before the frame header")
+            if not segment:
+                raise Unreadable("an empty scan header")
             # Everything before the first scan is what Pillow's open() keeps in memory.
             return _jpeg_frame(*frame, scan_components=segment[0], header_bytes=file.tell())
 

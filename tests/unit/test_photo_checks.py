@@ -5,6 +5,7 @@ format's check catches, the per-format limits, and the 503 when no check can run
 import io
 import math
 import struct
+import time
 import zlib
 
 import pytest
@@ -301,3 +302,71 @@ def test_the_memory_for_photo_checks_leaves_each_worker_its_share():
 
     (one, per_worker), (eight, _) = budget("1"), budget("8")
     assert one - eight == 7 * per_worker
+
+
+# --- Hostile files: refused within a bound of CPU, never a server error -----------------------
+
+
+def tiff_with_strip_offsets(count: int) -> bytes:
+    """A little-endian TIFF whose one IFD names `count` strip offsets: Pillow's plugin reads
+    every one into memory just to open it."""
+    entries = [
+        (256, 4, 1, 1),  # width
+        (257, 4, 1, count),  # height
+        (273, 4, count, 8 + 2 + 12 * 3 + 4),  # strip offsets, right after the IFD
+    ]
+    ifd = struct.pack("<H", len(entries))
+    ifd += b"".join(struct.pack("<HHII", *entry) for entry in entries) + b"\0\0\0\0"
+    return b"II*\0" + struct.pack("<I", 8) + ifd + bytes(4 * count)
+
+
+def cpu_seconds_of(action) -> float:
+    started = time.process_time()
+    action()
+    return time.process_time() - started
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        # Every byte of it would be parsed by Pillow's TIFF plugin (+309 MiB, 2.6 s before).
+        ("strips.png", tiff_with_strip_offsets(2_500_000), "The file is in TIFF format"),
+        ("cat.jpg", b"%!PS-Adobe-3.0 EPSF-3.0\n" + bytes(1_000_000), "The file is in EPS format"),
+        ("cat.png", b"\0\0\0\x1cftypavif" + bytes(1000), "The file is in AVIF format"),
+        ("cat.gif", b"\0" * 1_000_000, "The file is not an image that can be read."),
+    ],
+    ids=["tiff-strips", "eps", "avif", "zeros"],
+)
+def test_a_refused_format_is_named_from_its_first_bytes_only(
+    member, media_root, name, content, message
+):
+    """Within 1 s of CPU, whatever follows the signature."""
+    result = {}
+    spent = cpu_seconds_of(lambda: result.update(error=refused(member, media_root, name, content)))
+    assert message in result["error"][1]
+    assert spent < 1, f"{spent:.2f} s of CPU"
+
+
+def test_a_jpeg_with_an_empty_scan_header_is_refused_not_a_server_error(member, media_root):
+    """19 bytes that raised IndexError in the header's walk: a 500 before."""
+    content = bytes.fromhex("ffd8ffc0000b080001000101011100ffda0002")
+    _, error = refused(member, media_root, "cat.jpg", content)
+    assert error == "The file is not an image that can be read."
+
+
+def test_an_unforeseen_error_in_a_check_is_a_refusal_and_a_log_line(
+    member, media_root, monkeypatch, caplog
+):
+    """Any exception a check raises (a parser's bug) refuses the file with the unreadable
+    message and logs it with its traceback; the page is the form again, never a 500."""
+
+    def broken(file, header):
+        raise KeyError("a parser's bug")
+
+    monkeypatch.setattr(formats, "check", broken)
+    with caplog.at_level("ERROR", logger="app.cats.photos"):
+        _, error = refused(member, media_root, "cat.png", encoded(noise(), "PNG"))
+    assert error == "The file is not an image that can be read."
+    [record] = [r for r in caplog.records if r.name == "app.cats.photos"]
+    assert "refused as unreadable" in record.getMessage()
+    assert record.exc_info[0] is KeyError
