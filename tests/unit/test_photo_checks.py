@@ -370,3 +370,51 @@ def test_an_unforeseen_error_in_a_check_is_a_refusal_and_a_log_line(
     [record] = [r for r in caplog.records if r.name == "app.cats.photos"]
     assert "refused as unreadable" in record.getMessage()
     assert record.exc_info[0] is KeyError
+
+
+def progressive_scans(content: bytes) -> tuple[bytes, bytes]:
+    """A progressive JPEG cut before its last scan, and that scan (its SOS to the EOI)."""
+    last = content.rindex(b"\xff\xda")
+    return content[:last], content[last:-2]
+
+
+def test_a_jpeg_of_redundant_scans_is_refused_within_a_bound_of_cpu(member, media_root):
+    """The last scan of a real progressive file repeated: each one is valid, and libjpeg
+    would walk every block again for each (100,000 of them took 9.8 s)."""
+    before, scan = progressive_scans(encoded(noise(size=(16, 16)), "JPEG", progressive=True))
+    content = before + scan * 20_000 + b"\xff\xd9"
+    result = {}
+    spent = cpu_seconds_of(lambda: result.update(error=refused(member, media_root, "cat.jpg",
+                                                               content)))  # fmt: skip
+    assert "a JPEG of more than 100 scans" in result["error"][1]
+    assert spent < 1, f"{spent:.2f} s of CPU"
+
+
+def test_a_progressive_jpeg_of_up_to_100_scans_is_accepted(member, media_root):
+    before, scan = progressive_scans(encoded(noise(), "JPEG", progressive=True))
+    scans = before.count(b"\xff\xda") + 1
+    accepted(member, media_root, "cat.jpg", before + scan * (100 - scans + 1) + b"\xff\xd9")
+
+
+@pytest.mark.parametrize("where", ["before-the-frame", "before-the-end"])
+def test_a_jpeg_padded_with_fill_bytes_is_refused_within_a_bound_of_cpu(member, media_root, where):
+    """Megabytes of 0xFF before a marker: legal, written by no encoder, and quadratic in
+    libjpeg as Pillow feeds it (10 MiB took 9 s)."""
+    content = encoded(noise(), "JPEG")
+    fill = b"\xff" * 4_000_000
+    if where == "before-the-frame":
+        content = content[:2] + fill + content[2:]
+    else:
+        content = content[:-2] + fill + content[-2:]
+    result = {}
+    spent = cpu_seconds_of(lambda: result.update(error=refused(member, media_root, "cat.jpg",
+                                                               content)))  # fmt: skip
+    assert result["error"][1] == "The file is not an image that can be read."
+    assert spent < 1, f"{spent:.2f} s of CPU"
+
+
+def test_a_few_fill_bytes_before_markers_are_accepted(member, media_root):
+    content = encoded(noise(), "JPEG", progressive=True)
+    padded = content.replace(b"\xff\xda", b"\xff" * 8 + b"\xda")
+    assert Image.open(io.BytesIO(padded)).load() is not None
+    accepted(member, media_root, "cat.jpg", padded)
