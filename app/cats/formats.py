@@ -57,6 +57,16 @@ READ_SIZE = 64 * 1024
 JPEG_DISPLAYABLE = {0xC0: "baseline", 0xC1: "extended sequential", 0xC2: "progressive"}
 JPEG_OTHER_FRAMES = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
+# A JPEG's scans: encoders write about ten (libjpeg's progressive script: 10 for colour, 6
+# for grey); libjpeg walks every block once per scan, so a 1.15 MiB file of 100,000 redundant
+# scans took 9.8 s of CPU to check.
+JPEG_MAX_SCANS = 100
+# Fill bytes (0xFF) before a marker: encoders write none. Pillow feeds libjpeg in pieces, and
+# libjpeg starts a marker's search again at each piece, so a long run costs the square of its
+# length (10 MiB of them: 9 s). A quantisation table of 16-bit 0xFFFF values, the longest run
+# a real file can hold after its first scan, is 128 bytes.
+JPEG_MAX_FILL_BYTES = 1024
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Colour type -> (channels, allowed bit depths)
 PNG_COLOUR_TYPES = {
@@ -117,7 +127,9 @@ def read_header(file: BinaryIO, size: int) -> Header:
     if start.startswith(PNG_SIGNATURE):
         return _png_header(file)
     if start.startswith(b"\xff\xd8\xff"):
-        return _jpeg_header(file)
+        header = _jpeg_header(file)
+        _bound_jpeg_scans(file)
+        return header
     if start.startswith((b"GIF87a", b"GIF89a")):
         return _gif_header(file)
     if start.startswith(b"RIFF") and start[8:12] == b"WEBP":
@@ -312,9 +324,7 @@ def _jpeg_header(file: BinaryIO) -> Header:
         marker = _read_exactly(file, 2)
         if marker[0] != 0xFF:
             raise Unreadable("no marker where one should be")
-        code = marker[1]
-        while code == 0xFF:  # fill bytes before a marker
-            code = _read_exactly(file, 1)[0]
+        code = _marker_code(file, marker[1])
         if code == 0x01 or 0xD0 <= code <= 0xD7:  # no length
             continue
         if code in (0xD8, 0xD9):
@@ -336,8 +346,41 @@ def _jpeg_header(file: BinaryIO) -> Header:
         elif code == 0xDA:
             if frame is None:
                 raise Unreadable("a scan before the frame header")
+            if not segment:
+                raise Unreadable("an empty scan header")
             # Everything before the first scan is what Pillow's open() keeps in memory.
             return _jpeg_frame(*frame, scan_components=segment[0], header_bytes=file.tell())
+
+
+def _marker_code(file: BinaryIO, code: int) -> int:
+    """The marker's code, past the fill bytes (0xFF) that may come before it."""
+    for _ in range(JPEG_MAX_FILL_BYTES):
+        if code != 0xFF:
+            return code
+        code = _read_exactly(file, 1)[0]
+    raise Unreadable("a run of fill bytes no encoder writes")
+
+
+def _bound_jpeg_scans(file: BinaryIO) -> None:
+    """From the first scan (where `file` is) to the end, in READ_SIZE pieces: at most
+    JPEG_MAX_SCANS scans and no run of fill bytes longer than JPEG_MAX_FILL_BYTES. Both are
+    found by their bytes alone: in the coded data a 0xFF is always followed by 0x00 or a
+    marker, so 0xFF 0xDA starts a scan wherever it is, and 0xFF 0xFF is fill."""
+    scans = 1
+    fill = b"\xff" * (JPEG_MAX_FILL_BYTES + 1)
+    tail = b""
+    while piece := file.read(READ_SIZE):
+        # A scan's marker may straddle two pieces (its first byte the tail's last), and so
+        # may a run of fill bytes (the tail holds one byte less than the run refused).
+        scans += (tail[-1:] + piece).count(b"\xff\xda")
+        if fill in tail + piece:
+            raise Unreadable("a run of fill bytes no encoder writes")
+        if scans > JPEG_MAX_SCANS:
+            raise Unsupported(
+                f"The photo is a JPEG of more than {JPEG_MAX_SCANS} scans, which only a "
+                "damaged or hostile file has; save it again as a standard JPEG."
+            )
+        tail = (tail + piece)[-(len(fill) - 1) :]
 
 
 def _jpeg_decoded_bytes(width: int, height: int, scale: int) -> int:

@@ -3,6 +3,8 @@ from functools import partial
 
 from django.core.validators import MaxValueValidator
 from django.db import models, transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.urls import reverse
 
 from app.cats import thumbnails
@@ -78,9 +80,20 @@ class Cat(models.Model):
         return reverse("cats:detail", args=[self.pk])
 
 
+@receiver(post_delete, sender=Cat)
+def _delete_the_files_of_a_deleted_cat(sender, instance: Cat, using: str, **kwargs) -> None:
+    """A deleted cat's photo and thumbnail go once the deletion commits, however the row went
+    (the admin, a queryset, the shell): a rolled-back deletion keeps them."""
+    for stored in (instance.photo, instance.thumbnail):
+        if stored:
+            transaction.on_commit(partial(_delete_photo_file, stored.storage, stored.name),
+                                  using=using)  # fmt: skip
+
+
 def _delete_photo_file(storage, name: str) -> None:
-    # The edit is saved; a file that cannot be removed is only wasted space, not an error page.
+    # The row is saved or gone; a file that cannot be removed is only wasted space (the
+    # remove_orphan_files command finds it), not an error page.
     try:
         storage.delete(name)
     except OSError as error:
-        logger.warning("could not delete the replaced photo %s: %s", name, error)
+        logger.warning("could not delete the photo file %s: %s", name, error)

@@ -153,6 +153,25 @@ def test_an_upload_is_answered_at_once_and_the_worker_makes_its_thumbnail(shared
     )  # fmt: skip
 
 
+def test_a_deleted_cat_takes_its_photo_and_thumbnail(shared_stack):
+    """Deleted in the admin once the worker made its thumbnail: nginx serves neither file
+    afterwards. And docs/operations.md's remove_orphan_files runs as written there (every file
+    here is younger than the hour it leaves alone, so it lists none)."""
+    client = shared_stack.signed_in_client()
+    cat_id, _, _ = upload(client, "Deleted", png_bytes((640, 480), color=(200, 90, 30)))
+    [thumbnail] = wait_for_thumbnails(shared_stack, [cat_id], THUMBNAIL_BOUND_S).values()
+    photo = shared_stack.get(f"/api/cats/{cat_id}/").json()["photo_url"]
+    photo = photo.removeprefix("https://localhost")
+    assert client.get(photo).status_code == client.get(thumbnail).status_code == 200
+    deleted = client.post_form(f"/admin/cats/cat/{cat_id}/delete/", {"post": "yes"})
+    assert deleted.status_code == 302, deleted.text[:2000]
+    assert client.get(photo).status_code == client.get(thumbnail).status_code == 404
+    listed = shared_stack.exec("web", "python", "manage.py", "remove_orphan_files")
+    assert listed.splitlines() == [
+        "0 orphan file(s), 0.0 MiB, found (run again with --delete to remove them)"
+    ]
+
+
 def test_thumbnails_per_second_and_the_workers_memory(shared_stack):
     """A process's rate is the inverse of a task's time (the worker logs each); the queue's
     latency is in the test above. Memory: the worker container's, idle and at its peak."""

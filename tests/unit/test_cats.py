@@ -287,7 +287,7 @@ def test_an_image_format_outside_the_allowed_set_is_rejected(member, media_root)
 
 def test_a_disallowed_format_behind_an_allowed_extension_is_rejected(member, media_root):
     message = rejected(member, media_root, upload("cat.png", image_bytes("BMP")))
-    assert "The file is a BMP image" in message
+    assert "The file is in BMP format" in message
 
 
 class TestAdmin:
