@@ -38,7 +38,13 @@ repositories() {
 # snapshot NAME: one snapshot of the photos in NAME (its repository made first if need be);
 # the outcome in STATUS_DIR/NAME: "ok <epoch>" or "failed <epoch> <reason>".
 snapshot() {
-  restic_in "$1" cat config >/dev/null 2>&1 || restic_in "$1" init --quiet || true
+  # restic exits 11 when it cannot lock the repository (./ops backup's pruning holds it a
+  # while): it exists then, and an init would only log that its config file already does.
+  read_status=0
+  restic_in "$1" cat config >/dev/null 2>&1 || read_status=$?
+  if [ "$read_status" -ne 0 ] && [ "$read_status" -ne 11 ]; then
+    restic_in "$1" init --quiet || true
+  fi
   # A snapshot cut off (the remote gone mid-way) leaves its lock, which would hold ./ops
   # backup's pruning for restic's 30 minutes: after a failure, the locks of this container's
   # processes that are gone are removed first (restic unlock leaves live ones).
