@@ -28,6 +28,7 @@ comments, the whole of a WebP file): counted as `file_bytes`.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import struct
@@ -109,6 +110,7 @@ class Header:
     kind: str  # what the user uploaded, for messages ("a progressive JPEG")
     pixel_bytes: int  # memory the check allocates in proportion to the pixels
     file_bytes: int = 0  # memory the check allocates in proportion to the file's parts
+    size: int = 0  # the file's bytes
 
     @property
     def pixels(self) -> int:
@@ -121,6 +123,10 @@ class Header:
 
 def read_header(file: BinaryIO, size: int) -> Header:
     """What `file` (`size` bytes, read from its start) is, from its header."""
+    return dataclasses.replace(_format_header(file, size), size=size)
+
+
+def _format_header(file: BinaryIO, size: int) -> Header:
     file.seek(0)
     start = file.read(16)
     file.seek(0)
@@ -576,7 +582,10 @@ def _jpeg_thumbnail_scale(width: int, height: int, side: int) -> int:
 def thumbnail_peak_bytes(header: Header, side: int) -> int:
     """The most memory make_thumbnail() allocates for a photo with this header."""
     if header.format == "PNG":
+        # Pillow keeps a PNG's private chunks (lowercase second letter): up to the whole
+        # file, read in pieces and joined, so twice that for a moment.
         decode = DECODED_BYTES_PER_PIXEL * header.pixels + PNG_TEXT_BYTES + CHECK_OVERHEAD_BYTES
+        decode += 2 * header.size
         retained = decode
     elif header.format == "JPEG":
         at_check_scale = _jpeg_decoded_bytes(header.width, header.height, JPEG_CHECK_SCALE)
