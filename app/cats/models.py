@@ -1,19 +1,20 @@
-import logging
 from functools import partial
 
 from django.core.validators import MaxValueValidator
 from django.db import models, transaction
 from django.db.models.signals import post_delete
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 from django.urls import reverse
 
-from app.cats import thumbnails
+from app.cats import files
 from app.cats.photos import photo_path, validate_photo
 from config.logging import request_id
 
 # The oldest cat on record lived to 38.
 MAX_AGE_YEARS = 40
-logger = logging.getLogger(__name__)
+# Sent once a row with a new photo is committed: cat_id, photo_name and the id of the request
+# that stored it (app.cats.dispatch has its thumbnail made).
+photo_stored = Signal()
 
 
 class Cat(models.Model):
@@ -26,9 +27,7 @@ class Cat(models.Model):
     photo = models.ImageField(upload_to=photo_path, validators=[validate_photo], blank=True)
     # Made from the photo after it is stored (app.cats.thumbnails); empty until then. Nullable,
     # so the release before it keeps writing rows while this one's migration runs.
-    thumbnail = models.ImageField(
-        upload_to=thumbnails.FOLDER, null=True, blank=True, editable=False
-    )
+    thumbnail = models.ImageField(upload_to=files.THUMBNAILS, null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -61,20 +60,21 @@ class Cat(models.Model):
                 super().save(*args, **kwargs)
         except BaseException:
             if uploaded is not None and photo._committed:
-                _delete_photo_file(photo.storage, photo.name)
+                files.delete(photo.storage, photo.name)
                 # As before the save (which replaced the field with the stored name): a retry
                 # stores the upload again.
                 photo.name, photo._committed = uploaded, False
                 self.photo = photo
             raise
         if previous and previous != self.photo.name:
-            transaction.on_commit(partial(_delete_photo_file, self.photo.storage, previous))
-            thumbnail = thumbnails.name_for(previous)
-            transaction.on_commit(partial(_delete_photo_file, self.photo.storage, thumbnail))
+            transaction.on_commit(partial(files.delete, self.photo.storage, previous))
+            thumbnail = files.thumbnail_name(previous)
+            transaction.on_commit(partial(files.delete, self.photo.storage, thumbnail))
         if uploaded is not None:
             # The request's id now: the commit may come after the request's context is gone.
-            schedule = partial(thumbnails.schedule, self.pk, self.photo.name, request_id.get())
-            transaction.on_commit(schedule)
+            stored = partial(photo_stored.send, sender=Cat, cat_id=self.pk,
+                             photo_name=self.photo.name, request=request_id.get())  # fmt: skip
+            transaction.on_commit(stored)
 
     def get_absolute_url(self) -> str:
         return reverse("cats:detail", args=[self.pk])
@@ -86,14 +86,4 @@ def _delete_the_files_of_a_deleted_cat(sender, instance: Cat, using: str, **kwar
     (the admin, a queryset, the shell): a rolled-back deletion keeps them."""
     for stored in (instance.photo, instance.thumbnail):
         if stored:
-            transaction.on_commit(partial(_delete_photo_file, stored.storage, stored.name),
-                                  using=using)  # fmt: skip
-
-
-def _delete_photo_file(storage, name: str) -> None:
-    # The row is saved or gone; a file that cannot be removed is only wasted space (the
-    # remove_orphan_files command finds it), not an error page.
-    try:
-        storage.delete(name)
-    except OSError as error:
-        logger.warning("could not delete the photo file %s: %s", name, error)
+            transaction.on_commit(partial(files.delete, stored.storage, stored.name), using=using)

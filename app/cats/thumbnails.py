@@ -1,12 +1,8 @@
-"""Thumbnails of the photos, for the list page.
+"""Thumbnails of the photos, for the list page: how one is made. Who makes it (the worker, or
+web in the request) is app.cats.dispatch's; until it exists the list shows a placeholder.
 
-Who makes one: the worker, when one runs (compose.worker.yaml sets REDIS_HOST, so
-settings.THUMBNAILS_QUEUED): web queues it once the photo's row is committed and answers at
-once. Without the worker, or when the broker does not answer, web makes it in the request that
-stored the photo. Until it exists the list shows a placeholder.
-
-How: make() is idempotent, so a task delivered twice (its worker killed midway, a retry) does
-no harm. The thumbnail's name follows from the photo's (thumbs/<photo's random name>.jpg), is
+make() is idempotent, so a task delivered twice (its worker killed midway, a retry) does
+no harm. The thumbnail's name follows from the photo's (app.cats.files), is
 written whole under a temporary name and renamed, and is recorded only if the row still has
 that photo: a photo replaced meanwhile leaves no thumbnail behind. Memory: the photo module's
 rule (app.cats.photos), with the thumbnail's peak worked out from the header.
@@ -16,16 +12,15 @@ import logging
 import os
 import tempfile
 import time
-from pathlib import Path, PurePath
+from pathlib import Path
 
 from django.conf import settings
 
-from app.cats import formats, photos
-from app.cats.slots import NoSlotFree
+from app.cats import files, formats, photos
+from app.cats.models import Cat
 
 # The longest side of a thumbnail, in pixels: the list's cells at twice their CSS size.
 SIDE = 400
-FOLDER = "thumbs"
 
 logger = logging.getLogger(__name__)
 
@@ -34,43 +29,17 @@ class TooLargeToThumbnail(Exception):
     """Making this photo's thumbnail would take more memory than a photo check may."""
 
 
-def name_for(photo_name: str) -> str:
-    return f"{FOLDER}/{PurePath(photo_name).stem}.jpg"
-
-
-def schedule(cat_id: int, photo_name: str, request: str | None = None) -> None:
-    """Called once a row with a new photo is committed (by the request `request`, whose id the
-    worker logs with the task): queue its thumbnail for the worker, or make it now. A thumbnail
-    that cannot be made now is logged; the list shows the placeholder until
-    `python manage.py make_thumbnails` makes it."""
-    if settings.THUMBNAILS_QUEUED:
-        from app.cats import tasks  # noqa: PLC0415 (Celery is only loaded where it is used)
-
-        if tasks.queue(cat_id, photo_name, request):
-            return
-    try:
-        make(cat_id, photo_name, wait_s=settings.PHOTO_CHECK_WAIT_SECONDS)
-    except NoSlotFree:
-        # Capacity, not a fault: the upload is not refused for its thumbnail's sake.
-        logger.warning("thumbnail of cat %s not made: every photo slot stayed busy", cat_id)
-    except Exception:
-        # The photo is stored and its row committed: the upload succeeded either way.
-        logger.exception("thumbnail of cat %s not made; the list shows a placeholder", cat_id)
-
-
 def make(cat_id: int, photo_name: str, *, wait_s: float) -> str:
     """Make and record the thumbnail of `photo_name` for cat `cat_id`, unless the cat no
     longer has that photo. Returns what happened: "made", "kept" (already there) or "stale".
     Raises NoSlotFree (no memory for it within `wait_s`), TooLargeToThumbnail,
     formats.Unreadable, OSError (storage) and database errors."""
-    from app.cats.models import Cat  # noqa: PLC0415 (models import this module)
-
     row = Cat.objects.filter(pk=cat_id).values_list("photo", "thumbnail").first()
     if row is None or row[0] != photo_name:
         logger.info("thumbnail not needed: cat %s no longer has photo %s", cat_id, photo_name)
         return "stale"
     storage = Cat._meta.get_field("photo").storage
-    name = name_for(photo_name)
+    name = files.thumbnail_name(photo_name)
     if row[1] == name and storage.exists(name):
         return "kept"
     started = time.monotonic()

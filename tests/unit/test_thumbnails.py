@@ -15,7 +15,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from PIL import Image
 
-from app.cats import formats, photos, tasks, thumbnails
+from app.cats import files, formats, photos, tasks, thumbnails
 from app.cats.models import Cat
 from app.cats.slots import NoSlotFree, Slots
 from tests.harness import REPO
@@ -47,7 +47,7 @@ def test_without_a_worker_the_request_makes_the_thumbnail(
         response = add_cat(member, photo=upload("cat.png", image_bytes(size=(1200, 900))))
     assert response.status_code == 302
     cat = Cat.objects.get()
-    assert cat.thumbnail.name == thumbnails.name_for(cat.photo.name)
+    assert cat.thumbnail.name == files.thumbnail_name(cat.photo.name)
     image = thumbnail_of(media_root, cat)
     assert (image.format, image.size) == ("JPEG", (400, 300))
     assert oct((media_root / cat.thumbnail.name).stat().st_mode & 0o777) == "0o644"
@@ -111,8 +111,8 @@ def test_a_broker_that_does_not_answer_means_the_request_makes_it(
         response = add_cat(member, photo=upload("cat.png", image_bytes()))
     assert response.status_code == 302
     cat = Cat.objects.get()
-    assert (media_root / thumbnails.name_for(cat.photo.name)).is_file()
-    assert cat.thumbnail.name == thumbnails.name_for(cat.photo.name)
+    assert (media_root / files.thumbnail_name(cat.photo.name)).is_file()
+    assert cat.thumbnail.name == files.thumbnail_name(cat.photo.name)
     warnings = [r.getMessage() for r in caplog.records if r.name == "app.cats.tasks"]
     assert len(warnings) == 1
     assert warnings[0].startswith("broker unreachable")
@@ -139,9 +139,9 @@ def test_after_a_broker_failure_uploads_do_not_wait_for_it(
 def test_making_it_twice_keeps_the_first(media_root):
     cat = Cat.objects.create(name="Tom", age=2, photo=upload("cat.png", image_bytes()))
     assert thumbnails.make(cat.pk, cat.photo.name, wait_s=1) == "made"
-    first = (media_root / thumbnails.name_for(cat.photo.name)).stat().st_mtime_ns
+    first = (media_root / files.thumbnail_name(cat.photo.name)).stat().st_mtime_ns
     assert thumbnails.make(cat.pk, cat.photo.name, wait_s=1) == "kept"
-    assert (media_root / thumbnails.name_for(cat.photo.name)).stat().st_mtime_ns == first
+    assert (media_root / files.thumbnail_name(cat.photo.name)).stat().st_mtime_ns == first
 
 
 def test_a_thumbnail_for_a_photo_the_cat_no_longer_has_is_not_made(media_root):
@@ -151,7 +151,7 @@ def test_a_thumbnail_for_a_photo_the_cat_no_longer_has_is_not_made(media_root):
     cat.save()
     assert thumbnails.make(cat.pk, old, wait_s=1) == "stale"
     assert thumbnails.make(cat.pk + 1000, cat.photo.name, wait_s=1) == "stale"
-    assert not (media_root / thumbnails.FOLDER).exists()
+    assert not (media_root / files.THUMBNAILS).exists()
 
 
 def test_a_photo_replaced_while_its_thumbnail_is_made_leaves_no_file(media_root, monkeypatch):
@@ -180,7 +180,7 @@ def test_a_new_photo_drops_the_old_thumbnail_at_once_and_its_file_after_commit(
         cat.photo = upload("new.gif", image_bytes("GIF"))
         cat.save()
     cat.refresh_from_db()
-    assert cat.thumbnail.name == thumbnails.name_for(cat.photo.name) != old_thumbnail
+    assert cat.thumbnail.name == files.thumbnail_name(cat.photo.name) != old_thumbnail
     assert stored_files(media_root) == sorted([cat.photo.name, cat.thumbnail.name])
 
 
@@ -204,7 +204,7 @@ def test_no_free_slot_is_an_error_the_worker_retries_and_the_upload_still_succee
     assert not cat.thumbnail
     # Once a slot is free, the command makes what is missing.
     call_command("make_thumbnails", stdout=io.StringIO())
-    assert Cat.objects.get().thumbnail.name == thumbnails.name_for(cat.photo.name)
+    assert Cat.objects.get().thumbnail.name == files.thumbnail_name(cat.photo.name)
 
 
 def test_make_thumbnails_makes_every_missing_one(media_root):
@@ -216,7 +216,7 @@ def test_make_thumbnails_makes_every_missing_one(media_root):
     out = io.StringIO()
     call_command("make_thumbnails", stdout=out)
     assert out.getvalue().strip() == "3 thumbnail(s) asked for"
-    names = {thumbnails.name_for(c.photo.name) for c in cats}
+    names = {files.thumbnail_name(c.photo.name) for c in cats}
     assert set(Cat.objects.exclude(photo="").values_list("thumbnail", flat=True)) == names
 
 

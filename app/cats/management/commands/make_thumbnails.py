@@ -7,7 +7,7 @@ For photos stored before thumbnails existed, and to run again what the worker pa
 from django.core.management.base import BaseCommand
 from django.db.models import Q
 
-from app.cats import thumbnails
+from app.cats import dispatch
 from app.cats.models import Cat
 
 
@@ -20,6 +20,6 @@ class Command(BaseCommand):
         missing = Cat.objects.exclude(photo="").filter(Q(thumbnail__isnull=True) | Q(thumbnail=""))
         count = 0
         for cat_id, photo_name in missing.values_list("pk", "photo").iterator():
-            thumbnails.schedule(cat_id, photo_name)
+            dispatch.schedule(cat_id, photo_name)
             count += 1
         self.stdout.write(f"{count} thumbnail(s) asked for")

@@ -12,11 +12,11 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from app.cats import thumbnails
+from app.cats import files
 from app.cats.models import Cat
 
 MIN_AGE_S = 3600
-FOLDERS = ("cats", thumbnails.FOLDER)
+FOLDERS = ("cats", files.THUMBNAILS)
 
 
 class Command(BaseCommand):
@@ -30,7 +30,7 @@ class Command(BaseCommand):
         for photo, thumbnail in Cat.objects.values_list("photo", "thumbnail").iterator():
             if photo:
                 # A thumbnail being made for it is not yet recorded, but is no orphan.
-                kept.update((photo, thumbnails.name_for(photo)))
+                kept.update((photo, files.thumbnail_name(photo)))
             if thumbnail:
                 kept.add(thumbnail)
         root = Path(settings.MEDIA_ROOT)
