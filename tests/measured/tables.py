@@ -584,6 +584,7 @@ MONITORING = Table(
 RUN_TABLE = "test-run"
 LAYERS = (
     "venv",
+    "monitoring tools",
     "engine",
     "base-images",
     "layer lint",
