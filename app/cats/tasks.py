@@ -35,6 +35,8 @@ TRANSIENT = (OperationalError, InterfaceError, OSError, NoSlotFree)
 PERMANENT = (FileNotFoundError,)
 # Deliveries of one attempt after which it is parked: its process died each time.
 MAX_DELIVERIES = 3
+# The broker's count of one attempt's deliveries (a retry is a new attempt).
+DELIVERIES_KEY = "catcollector:deliveries:{task_id}:{retries}"
 DELIVERIES_KEPT_S = 24 * 3600
 # web's wait for the broker when queueing: one quick reconnection attempt, then it makes the
 # thumbnail itself.
@@ -90,7 +92,7 @@ def make_thumbnail(self, cat_id: int, photo_name: str) -> str:
 def deliveries(task: Task) -> int:
     """How often this attempt of `task` (a retry is a new attempt) has been delivered, counted
     in the broker: a message handed back after its process died comes back unchanged."""
-    key = f"catcollector:deliveries:{task.request.id}:{task.request.retries}"
+    key = DELIVERIES_KEY.format(task_id=task.request.id, retries=task.request.retries)
     try:
         with task.app.connection_for_write() as connection:
             client = connection.default_channel.client

@@ -7,6 +7,7 @@ test's own constant, said in words here (the test file is the one home of its va
 from __future__ import annotations
 
 from tests.measured.render import Measured, Table, each, span, text
+from tests.ops.test_monitoring import MONITORING as MONITORING_SERVICES
 
 
 def m(measurement: str, reader) -> Measured:
@@ -562,18 +563,7 @@ MONITORING = Table(
                 "",
             )
             for label, key in (
-                *(
-                    (service, service)
-                    for service in (
-                        "prometheus",
-                        "alertmanager",
-                        "node-exporter",
-                        "blackbox-exporter",
-                        "nginx-exporter",
-                        "postgres-exporter",
-                        "redis-exporter",
-                    )
-                ),
+                *((service, service) for service in MONITORING_SERVICES),
                 ("the seven together", "total"),
             )
         ),
@@ -584,6 +574,7 @@ MONITORING = Table(
 RUN_TABLE = "test-run"
 LAYERS = (
     "venv",
+    "monitoring tools",
     "engine",
     "base-images",
     "layer lint",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.ops import archive
+from tools.ops import archive, data
 from tools.ops.archive import ArchiveError
 from tools.ops.data import parse_migrations
 from tools.ops.schedule import BOOT_WAIT_S, units
@@ -192,3 +192,16 @@ def test_the_timer_runs_exactly_ops_backup_in_the_project_folder_waiting_for_a_b
     timer = written["catcollector-backup.timer"]
     assert "OnCalendar=*-*-* 03:17:00\n" in timer
     assert "Persistent=true\n" in timer
+
+
+def test_a_folder_docker_left_in_place_of_the_photos_copy_is_cleared(tmp_path):
+    """A restore interrupted while its one-off container was being created: the daemon made
+    the removed copy's path an empty folder, on which the next restore failed."""
+    copy = tmp_path / data.PHOTOS_COPY
+    copy.mkdir()
+    data.remove_staged_copy(copy)
+    assert not copy.exists()
+    copy.write_bytes(b"media.tar")
+    data.remove_staged_copy(copy)
+    assert not copy.exists()
+    data.remove_staged_copy(copy)

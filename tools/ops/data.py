@@ -225,6 +225,7 @@ class Data:
         not the archive's owner."""
         copy = self.project.state_dir / PHOTOS_COPY
         self.project.state_dir.mkdir(exist_ok=True)
+        remove_staged_copy(copy)
         try:
             with copy.open("wb") as out:
                 for chunk in chunks_of(archive_path, member):
@@ -232,7 +233,7 @@ class Data:
             copy.chmod(0o644)
             return self.media("stage", PHOTOS_MOUNT, mounts=[f"{copy}:{PHOTOS_MOUNT}"])
         finally:
-            copy.unlink(missing_ok=True)
+            remove_staged_copy(copy)
 
     def pack_media(self) -> Iterator[bytes]:
         return self.project.stream(
@@ -277,3 +278,14 @@ def parse_migrations(script: str) -> list[str]:
                 values = row.split("\t")
                 found.append(f"{values[app]}.{values[name]}")
     return []
+
+
+def remove_staged_copy(path: Path) -> None:
+    """The copy stage_media mounts, or the empty folder Docker makes in its place: a restore
+    interrupted while its one-off container was being created removes the copy, and the
+    daemon, which goes on starting the container, then makes the missing bind source a
+    folder. Left there, every later restore failed writing the copy."""
+    if path.is_dir():
+        path.rmdir()
+    else:
+        path.unlink(missing_ok=True)
