@@ -5,7 +5,8 @@
   inventory  one line per photo, `sha256  size  name`, and a last line `N files, B bytes`
   stage TAR  a tar file (an archive's media.tar, which tools/ops mounts read-only) into a new
              folder of the volume, checked: regular files and folders only, no name leaving the
-             folder
+             folder, none of this script's own names, no sparse file (each file's bytes are in
+             the tar, so what is staged is never larger than the tar)
   swap       the staged photos become the volume's, the current ones are set aside
   reset      undoes swap if it ran (the photos set aside are the volume's again) and removes
              anything staged: the volume as it was before the restore; then `count`
@@ -81,9 +82,16 @@ def count(media: Path) -> None:
 
 def only_photos(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo:
     """tarfile's `data` filter (no absolute names, no `..`, no device files, sane modes), and
-    nothing but regular files and folders: a link in an archive is refused, not followed."""
+    nothing but regular files and folders: a link in an archive is refused, not followed. A
+    sparse file is refused (a few bytes of tar would become as large a file as its header
+    says), and so is a name of an unfinished restore's (swap would leave it behind)."""
     if not (member.isfile() or member.isdir()):
         raise tarfile.FilterError(f"{member.name}: not a regular file or folder")
+    if member.issparse():
+        raise tarfile.FilterError(f"{member.name}: a sparse file")
+    parts = Path(member.name.lstrip("/")).parts
+    if parts and parts[0] in OURS:
+        raise tarfile.FilterError(f"{member.name}: a name restores keep for themselves")
     member = tarfile.data_filter(member, destination)
     return member.replace(mode=0o755 if member.isdir() else 0o644, deep=False)
 

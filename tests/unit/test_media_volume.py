@@ -4,6 +4,8 @@ a swap that finished or stopped halfway."""
 
 import importlib.util
 import io
+import os
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -79,6 +81,37 @@ def test_stage_refuses_what_is_not_a_photo_inside_the_folder_and_keeps_nothing(
     assert not (media / media_volume.STAGED).exists()
     assert not (tmp_path / "escaped.jpg").exists()
     assert tree(media) == {"cats/old.jpg": b"old photo", "top.jpg": b"top photo"}
+
+
+@pytest.mark.parametrize("name", media_volume.OURS)
+def test_stage_refuses_the_names_a_restore_keeps_for_itself(name, media, tmp_path):
+    before = tree(media)
+    media_tar = tar_of([photo("fine.jpg", b"fine"), photo(f"./{name}/x.jpg", b"x")])
+    with pytest.raises(SystemExit, match="a name restores keep for themselves"):
+        media_volume.stage(media, tar_file(tmp_path, media_tar))
+    assert not (media / media_volume.STAGED).exists()
+    assert tree(media) == before
+
+
+SPARSE_BYTES = 1 << 30
+
+
+def test_stage_refuses_a_sparse_file_that_would_outgrow_its_tar(media, tmp_path):
+    """GNU tar packs a 1 GiB file of one written byte into a few kB; unpacked, it would be a
+    1 GiB photo."""
+    source = tmp_path / "source"
+    (source / "cats").mkdir(parents=True)
+    hollow = source / "cats" / "hollow.jpg"
+    with hollow.open("wb") as handle:
+        handle.write(b"\xff")
+        handle.truncate(SPARSE_BYTES)
+    packed = tmp_path / "media.tar"
+    subprocess.run(["tar", "--sparse", "--format=posix", "-C", source, "-cf", packed, "cats"],
+                   check=True)  # fmt: skip
+    assert os.path.getsize(packed) < 64 * 1024
+    with pytest.raises(SystemExit, match="a sparse file"):
+        media_volume.stage(media, packed)
+    assert not (media / media_volume.STAGED).exists()
 
 
 def test_stage_keeps_an_absolute_name_inside_the_folder(media, tmp_path):
