@@ -7,6 +7,7 @@ import io
 import json
 import shlex
 import tarfile
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -100,23 +101,71 @@ def test_an_extra_or_missing_member_is_refused(tmp_path):
         archive.check(path)
 
 
-def test_a_manifest_that_disagrees_with_the_sums_is_refused(tmp_path):
-    """A tampered archive whose SHA256SUMS was recomputed still has to match its manifest."""
-    source = write_archive(tmp_path / "a.tar")
+def rebuilt_with(source: Path, target: Path, body: bytes) -> Path:
+    """`source` with its manifest replaced by `body` and SHA256SUMS recomputed: a tampered
+    archive, made with the project's own writer."""
     checked = archive.check(source)
-    manifest = checked.manifest
-    manifest["members"][archive.DUMP]["size"] += 1
-    rebuilt = tmp_path / "b.tar"
-    with rebuilt.open("w+b") as out:
+    with target.open("w+b") as out:
         writer = archive.Writer(out, CREATED.timestamp(), 0o640)
         for name in (archive.DUMP, archive.MEDIA):
             writer.member(name, iter([archive.read_member(source, checked.members[name])]))
-        body = json.dumps(manifest).encode()
         writer.member(archive.MANIFEST, iter([body]))
         listing = "".join(f"{writer.sums[name]}  {name}\n" for name in writer.sums)
         writer.member(archive.SUMS, iter([listing.encode()]))
         out.write(bytes(2 * archive.BLOCK))
+    return target
+
+
+def test_a_manifest_that_disagrees_with_the_sums_is_refused(tmp_path):
+    """A tampered archive whose SHA256SUMS was recomputed still has to match its manifest."""
+    source = write_archive(tmp_path / "a.tar")
+    manifest = archive.check(source).manifest
+    manifest["members"][archive.DUMP]["size"] += 1
+    rebuilt = rebuilt_with(source, tmp_path / "b.tar", json.dumps(manifest).encode())
     with pytest.raises(ArchiveError, match=r"db\.dump differs from the manifest"):
+        archive.check(rebuilt)
+
+
+def test_a_manifest_over_its_bound_is_refused_unread(tmp_path):
+    source = write_archive(tmp_path / "a.tar")
+    manifest = archive.check(source).manifest
+    body = json.dumps(manifest).encode().ljust(2 * archive.MANIFEST_MAX_BYTES)
+    rebuilt = rebuilt_with(source, tmp_path / "b.tar", body)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ArchiveError, match=r"manifest\.json is \d+ bytes, over"):
+            archive.check(rebuilt)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < archive.MANIFEST_MAX_BYTES // 4
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda m: [m], "not a JSON object"),
+        (lambda m: m | {"migrations": "cats.0001_initial"}, "migrations"),
+        (lambda m: m | {"migrations": [1]}, "migrations"),
+        (lambda m: m | {"photos": {"files": "1", "bytes": 200}}, "photos"),
+        (lambda m: m | {"photos": {"files": True, "bytes": 200}}, "photos"),
+        (lambda m: m | {"created": "yesterday"}, "created"),
+        (lambda m: m | {"secrets": "yes"}, "secrets"),
+        (lambda m: m | {"project": None}, "project"),
+        (lambda m: {k: v for k, v in m.items() if k != "app_version"}, "has no app_version"),
+        (lambda m: m | {"members": {n: {**e, "size": str(e["size"])}
+                                    for n, e in m["members"].items()}}, "members"),
+    ],
+    ids=["list", "migrations-text", "migration-number", "photos-text", "photos-bool", "created",
+         "secrets", "project", "absent", "member-size"],
+)  # fmt: skip
+def test_a_manifest_of_the_wrong_shape_is_refused_naming_the_field(change, named, tmp_path):
+    """Readers index the manifest (./ops restore, ./ops backups): a field of the wrong type,
+    in an archive hand-made around a listing that matches, is refused by the check."""
+    source = write_archive(tmp_path / "a.tar")
+    body = json.dumps(change(archive.check(source).manifest)).encode()
+    rebuilt = rebuilt_with(source, tmp_path / "b.tar", body)
+    with pytest.raises(ArchiveError, match=named):
         archive.check(rebuilt)
 
 

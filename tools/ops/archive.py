@@ -46,6 +46,15 @@ PARTIAL_SUFFIX = ".partial"
 # <project>-<UTC time>.tar: the name sorts by time and says whose archive it is.
 NAME = re.compile(r"^(?P<project>[a-z0-9][a-z0-9_-]*)-(?P<time>\d{8}T\d{6}Z)\.tar$")
 TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+# Read whole, so bounded first: a manifest lists a release's migrations (a few kB for most
+# apps), SHA256SUMS five lines.
+MANIFEST_MAX_BYTES = 1 << 20
+SUMS_MAX_BYTES = 4096
+# What readers of a manifest use, with its type; "secrets" may be absent.
+MANIFEST_FIELDS = {
+    "project": str, "created": str, "app_version": str, "migrations": list, "photos": dict,
+    "members": dict,
+}  # fmt: skip
 
 
 class ArchiveError(Exception):
@@ -299,6 +308,9 @@ def check(path: Path, *, checksums: bool = True) -> Checked:
     manifest only, which reads a few blocks), and the manifest against SHA256SUMS.
     Raises ArchiveError."""
     found = members(path)
+    for name, limit in ((MANIFEST, MANIFEST_MAX_BYTES), (SUMS, SUMS_MAX_BYTES)):
+        if found[name].size > limit:
+            raise ArchiveError(f"damaged: {name} is {found[name].size} bytes, over {limit}")
     try:
         sums = parse_sums(read_member(path, found[SUMS]).decode())
     except UnicodeDecodeError:
@@ -315,19 +327,54 @@ def check(path: Path, *, checksums: bool = True) -> Checked:
         if name != SUMS and sha256_of(path, found[name]) != sums[name]:
             raise ArchiveError(f"damaged: {name} does not match its checksum")
     try:
-        manifest = json.loads(read_member(path, found[MANIFEST]))
-        if manifest.get("format") != FORMAT_VERSION:
-            raise ArchiveError(f"archive format {manifest.get('format')!r} is not {FORMAT_VERSION}")
+        manifest = parse_manifest(read_member(path, found[MANIFEST]))
         for name, entry in manifest["members"].items():
             if found[name].size != entry["size"] or sums[name] != entry["sha256"]:
                 raise ArchiveError(f"damaged: {name} differs from the manifest")
-        required = ("project", "created", "app_version", "migrations")
-        absent = [key for key in required if key not in manifest]
-        if absent:
-            raise ArchiveError(f"damaged: the manifest has no {', '.join(absent)}")
     except (ValueError, KeyError, TypeError) as error:
         raise ArchiveError(f"damaged: the manifest is unreadable ({error})") from None
     return Checked(path, manifest, found)
+
+
+def parse_manifest(data: bytes) -> dict:
+    """The manifest, with every field its readers use of the type they expect: a hand-made
+    archive is refused here, not by a traceback in the verb that reads it."""
+    manifest = json.loads(data)
+    if not isinstance(manifest, dict):
+        raise ArchiveError("damaged: the manifest is not a JSON object")
+    if manifest.get("format") != FORMAT_VERSION:
+        raise ArchiveError(f"archive format {manifest.get('format')!r} is not {FORMAT_VERSION}")
+    absent = [key for key in MANIFEST_FIELDS if key not in manifest]
+    if absent:
+        raise ArchiveError(f"damaged: the manifest has no {', '.join(absent)}")
+    wrong = [key for key, kind in MANIFEST_FIELDS.items() if not isinstance(manifest[key], kind)]
+    if not wrong:
+        inner = {
+            "migrations": all(isinstance(name, str) for name in manifest["migrations"]),
+            "photos": _counts(manifest["photos"], "files", "bytes"),
+            "members": all(_counts(entry, "size") and isinstance(entry.get("sha256"), str)
+                           for entry in manifest["members"].values()),
+            "secrets": isinstance(manifest.get("secrets", False), bool),
+            "created": _is_moment(manifest["created"]),
+        }  # fmt: skip
+        wrong = [key for key, right in inner.items() if not right]
+    if wrong:
+        raise ArchiveError(f"damaged: the manifest's {', '.join(wrong)}: not of the right type")
+    return manifest
+
+
+def _is_moment(text: str) -> bool:
+    try:
+        datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def _counts(entry: object, *keys: str) -> bool:
+    return isinstance(entry, dict) and all(
+        type(entry.get(key)) is int and entry[key] >= 0 for key in keys
+    )
 
 
 def fsync_directory(directory: Path) -> None:
