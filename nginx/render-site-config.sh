@@ -79,18 +79,20 @@ host_error() {
     "port or path, e.g. cats.example.com,.example.org"
 }
 
-# Addresses allowed to report the client's address, scheme and request id: RFC 1918 and
-# loopback by default, where cloud load balancers reach a VM from. `none` trusts no one.
-default_trusted_proxies=10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,127.0.0.0/8,::1/128
-
+# Addresses allowed to report the client's address, scheme and request id: the operator's load
+# balancer (`./ops init --balancer` writes it). Unset or `none`, no one: each peer is the client,
+# and a private range is never trusted unless named, because any host on the VM's network could
+# then choose the address that rate limits and sign-in lockouts count. Said at every start, to
+# stderr like the errors (the value goes to stdout): a trust decision is never silent.
 trusted_proxies() {
-  value=${NGINX_TRUSTED_PROXIES:-$default_trusted_proxies}
-  [ "$value" = none ] && return 0
-  if [ -z "${NGINX_TRUSTED_PROXIES:-}" ]; then
-    # To stderr, like the errors: the value goes to stdout. Never quieted (a trust decision).
-    echo "notice: NGINX_TRUSTED_PROXIES is not set: X-Forwarded-For, X-Forwarded-Proto and" \
-      "X-Request-ID are believed from every private address ($default_trusted_proxies);" \
-      "set your load balancer's subnet, or none (docs/operations.md, Load balancer)" >&2
+  value=${NGINX_TRUSTED_PROXIES:-none}
+  if [ "$value" = none ]; then
+    said="NGINX_TRUSTED_PROXIES=none"
+    [ -n "${NGINX_TRUSTED_PROXIES:-}" ] || said="NGINX_TRUSTED_PROXIES is not set"
+    echo "notice: X-Forwarded-For, X-Forwarded-Proto and X-Request-ID are believed from no one" \
+      "($said); behind a load balancer, set its address or subnet, or every visitor counts" \
+      "as the balancer (docs/operations.md, Load balancer)" >&2
+    return 0
   fi
   for range in $(printf '%s' "$value" | tr ',' ' '); do
     if ! valid_ipv4_range "$range" && ! valid_ipv6_range "$range"; then
@@ -99,6 +101,8 @@ trusted_proxies() {
     fi
     printf '%s\n' "$range"
   done
+  echo "notice: X-Forwarded-For, X-Forwarded-Proto and X-Request-ID are believed from" \
+    "NGINX_TRUSTED_PROXIES=$value only" >&2
 }
 
 valid_ipv4_range() {

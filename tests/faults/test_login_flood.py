@@ -24,8 +24,8 @@ VISITOR_SAMPLES = 120
 # (workers' first requests, caches), which made a cold baseline look twice as slow as a warm one.
 WARM_UP_REQUESTS = 40
 # The two clients stand behind the load balancer at addresses of their own (nginx believes the
-# host's X-Forwarded-For: the default trusted ranges), so each has its own per-client limits;
-# the visitor stays under the general one (NGINX_RATE_LIMIT, 20 per second).
+# host's X-Forwarded-For: it is where the balancer stands, stack_env), so each has its own
+# per-client limits; the visitor stays under the general one (NGINX_RATE_LIMIT, 20 per second).
 VISITOR_ADDRESS, ATTACKER_ADDRESS = "203.0.113.7", "203.0.113.66"
 VISITOR_PAUSE_S = 0.06
 # Other visitors' pages: their p95 during the flood at most twice the idle one (the issue's

@@ -37,6 +37,11 @@ IMAGE = "catcollector-test/balancer:latest"
 CONTEXT = Path(__file__).parent / "balancer"
 # The probe docs/operations.md points a balancer at.
 HEALTH_CHECK = "/readyz"
+# Where the balancer, and the tests' clients that stand where it stands, reach nginx from: the
+# gateway of a Docker bridge network, in Docker's default address pools (172.17-31.0.0/16, then
+# 192.168.0.0/16 once those are taken), for a port published on loopback. The tests name it as an
+# operator names their balancer (`./ops init --balancer`, NGINX_TRUSTED_PROXIES).
+BRIDGES = "172.16.0.0/12,192.168.0.0/16"
 # HAProxy refuses to guess these; generous, so they never decide a test.
 TIMEOUTS = {"connect": "5s", "client": "60s", "server": "60s"}
 UP_BOUND_S = 60

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from tests.harness import REPO
-from tests.harness.balancer import Balancer, balancer
+from tests.harness.balancer import BRIDGES, Balancer, balancer
 from tests.harness.containers import slug
 from tests.harness.docker import clean_env, docker
 from tests.harness.ports import free_port
@@ -129,7 +129,8 @@ def copy_of_the_project(target: Path) -> None:
 
 
 # What the test environment adds to an operator's .env: a project and image names of this run's
-# own (so nothing of another run or of the VM is touched), and the published port on loopback.
+# own (so nothing of another run or of the VM is touched), the published port on loopback, and
+# the balancer's addresses as `./ops init --balancer` writes them (where the tests stand).
 # One address (this host) plays many visitors behind the load balancer: the per-client limits
 # are lifted, as in tests/stack/test_recreate.py.
 LOAD_LIMITS = {"NGINX_RATE_LIMIT": "100000", "NGINX_RATE_BURST": "100000",
@@ -149,7 +150,8 @@ def project_copy(
     lines = {
         "COMPOSE_PROJECT_NAME": name, "HTTP_BIND": "127.0.0.1", "HTTP_PORT": str(port),
         "WEB_IMAGE": images[0], "NGINX_IMAGE": images[1],
-        "OPS_BACKUP_DIR": str(parent / "archives"), **(env or {}),
+        "OPS_BACKUP_DIR": str(parent / "archives"), "NGINX_TRUSTED_PROXIES": BRIDGES,
+        **(env or {}),
     }  # fmt: skip
     (directory / ".env").write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
     project = OpsProject(directory, name, port, images)

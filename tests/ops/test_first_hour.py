@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.harness.balancer import balancer
+from tests.harness.balancer import BRIDGES, balancer
 from tests.harness.containers import slug
 from tests.harness.docker import build_image, docker
 from tests.harness.standins import RECIPE_LABEL
@@ -32,9 +32,6 @@ from tools.ops.images import base_image
 HOST = "cats.example.org"
 # The VM's own address, as a newcomer types it into a browser.
 VM_ADDRESS = "203.0.113.5"
-# Where HAProxy's connections reach nginx from: the gateway of a Docker bridge network, in
-# Docker's default address pools (172.17-31.0.0/16, then 192.168.0.0/16 once those are taken).
-BRIDGES = "172.16.0.0/12,192.168.0.0/16"
 ADMIN = ("firsthour", "a-long-first-hour-password-7341")
 CREATE_SUPERUSER = ("docker", "compose", "run", "--rm", "web", "python", "manage.py",
                     "createsuperuser")  # fmt: skip

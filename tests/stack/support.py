@@ -1,8 +1,9 @@
 """The stack as ops run it (the exact compose.yaml), driven the way the load balancer drives it.
 
 Shared by the stack and faults layers. The tests publish nginx on 127.0.0.1 only and connect
-from the host, which reaches the container through the Docker bridge gateway: a private address,
-inside nginx's default trusted ranges, so the tests stand where a cloud load balancer stands.
+from the host, which reaches the container through the Docker bridge gateway, and name those
+gateways' ranges as the load balancer's (NGINX_TRUSTED_PROXIES, tests.harness.balancer.BRIDGES),
+so the tests stand where a cloud load balancer stands.
 Where they model HTTPS at the load balancer they send `X-Forwarded-Proto: https`, as it does.
 
 "Never reached web" is read from nginx's own access line for the request (an empty
@@ -26,6 +27,7 @@ import requests
 from PIL import Image
 
 from tests.harness import REPO
+from tests.harness.balancer import BRIDGES
 from tests.harness.base_images import dockerfile_base
 from tests.harness.compose import ComposeProject
 from tests.harness.docker import RUN_LABEL, docker
@@ -67,8 +69,12 @@ def env_example_variables() -> dict[str, bool]:
 
 
 def stack_env(port: int, **overrides: str) -> dict[str, str]:
-    """What an operator puts in .env, plus the tests' loopback-only port."""
-    return {"HTTP_BIND": "127.0.0.1", "HTTP_PORT": str(port), **overrides}
+    """What an operator puts in .env (the balancer's addresses: where the tests stand), plus
+    the tests' loopback-only port."""
+    return {
+        "HTTP_BIND": "127.0.0.1", "HTTP_PORT": str(port), "NGINX_TRUSTED_PROXIES": BRIDGES,
+        **overrides,
+    }  # fmt: skip
 
 
 def png_bytes(size: tuple[int, int] = (32, 24), color: tuple[int, int, int] = (200, 120, 40)):

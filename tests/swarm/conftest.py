@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import REPO
-from tests.harness.balancer import Balancer, balancer
+from tests.harness.balancer import BRIDGES, Balancer, balancer
 from tests.harness.containers import slug
 from tests.harness.docker import RUN_LABEL, build_image, docker, image_config
 from tests.harness.polling import wait_until
@@ -161,6 +161,9 @@ def swarm_stack(request: pytest.FixtureRequest, swarm: str, images: Images, run_
         "NGINX_VERSION": "v1",
         "POSTGRES_IMAGE": documented_postgres_image(),
         "HTTP_PORT": str(port),
+        # Where the tests' connections reach nginx's host-mode port from (docker_gwbridge's
+        # gateway), named as an operator names their balancer.
+        "NGINX_TRUSTED_PROXIES": BRIDGES,
         "DJANGO_SECRET_KEY_SWARM_SECRET": f"{name}_django_secret_key",
         "POSTGRES_PASSWORD_SWARM_SECRET": f"{name}_postgres_password",
         **getattr(request.module, "STACK_ENV", {}),
