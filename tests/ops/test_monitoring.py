@@ -44,6 +44,13 @@ from tests.stack.support import SITE_HOST
 from tools.ops import archive, metrics
 
 INTERVAL_S = 5
+# Those that sign in somewhere, each given its one secret: the exporters a file of the secrets
+# volume, Alertmanager its SMTP password (a compose secret).
+OWN_SECRETS = {
+    "alertmanager": ["/run/secrets/alertmanager_smtp_password"],
+    "postgres-exporter": ["/run/secrets/catcollector/postgres_password"],
+    "redis-exporter": ["/run/secrets/catcollector/redis_password"],
+}
 # The services compose.monitoring.yaml adds.
 MONITORING = (
     "prometheus", "alertmanager", "node-exporter", "blackbox-exporter", "nginx-exporter",
@@ -364,6 +371,10 @@ def test_the_monitoring_containers_are_locked_down_like_web(ops_project):
         user = by_service[service]["Config"]["User"]
         assert user, service
         assert not user.startswith(("0", "root")), (service, user)
+        # A secret of its own at most: never the folder of every secret of the stack.
+        secrets = [m["Destination"] for m in by_service[service]["Mounts"]
+                   if m["Destination"].startswith("/run/secrets")]  # fmt: skip
+        assert secrets == OWN_SECRETS.get(service, []), service
     networks = set(by_service["web"]["NetworkSettings"]["Networks"])
     assert f"{ops_project.name}_monitoring" in networks
 

@@ -96,6 +96,19 @@ def test_redis_and_the_worker_are_locked_down_like_web(shared_stack):
     assert re.search(r"^Uid:\s+10001\s", status, re.MULTILINE)
 
 
+def test_redis_reads_its_own_secret_and_no_other(shared_stack):
+    """The secrets volume holds every secret of the stack (the database's, Django's, the
+    backup key); Redis is given the one file of its own."""
+    stored = set(shared_stack.exec("web", "ls", "/run/secrets/catcollector").split())
+    assert {"redis_password", "postgres_password", "backup_key"} <= stored
+    seen = shared_stack.exec("redis", "ls", "-A", "/run/secrets/catcollector").split()
+    assert seen == ["redis_password"]
+    mounts = {m["Destination"]: m for m in shared_stack.inspect("redis")["Mounts"]}
+    assert not any(d.startswith("/run/secrets") and d != "/run/secrets/catcollector/redis_password"
+                   for d in mounts)  # fmt: skip
+    assert mounts["/run/secrets/catcollector/redis_password"]["RW"] is False
+
+
 def test_the_brokers_password_is_in_no_configuration_and_required(shared_stack):
     password = shared_stack.exec("web", "cat", "/run/secrets/catcollector/redis_password")
     assert re.fullmatch(r"[A-Za-z0-9_-]{64}", password)
