@@ -4,7 +4,7 @@
 A site with 10,000 cats and 200 photos is backed up quietly (the measured archive, and the
 round trip's reference), then again by exactly the command the systemd timer runs while
 visitors read and a writer adds cats, with retention pruning a folder of older archives.
-Damaged, truncated, foreign and too-new archives are refused with the database unchanged; a
+Damaged, truncated, foreign, forged and too-new archives are refused with the database unchanged; a
 restore over data asks first; a restore interrupted halfway puts the site back. Then the
 volumes are wiped, a fresh stack comes up and the first archive brings back every row and
 every photo byte for byte, while nginx answers 503 and the maintenance page, never 502.
@@ -96,17 +96,26 @@ def restore(project, path: Path, *args: str, answer: str | None = None):
     )  # fmt: skip
 
 
-def rebuilt(source: Path, target: Path, *, dump: bytes | None = None, **manifest) -> Path:
-    """A well-formed archive (every checksum right) from `source`'s members, with another dump
-    or manifest values: what a careless copy or another project would produce."""
-    checked = archive.check(source)
+def backup_key(project) -> str:
+    """The stack's backup key, as `./ops backups --show-key` prints it for the operator to keep
+    off the VM (docs/operations.md, Backups)."""
+    return project.ops("backups", "--show-key").stdout.strip().splitlines()[-1]
+
+
+def rebuilt(
+    source: Path, target: Path, key: bytes, *, dump: bytes | None = None, **manifest
+) -> Path:
+    """A well-formed archive (every checksum right, sealed with `key`) from `source`'s members,
+    with another dump or manifest values: what a careless copy, another project or, with
+    another key, a forger would produce."""
+    checked = archive.check(source, key=None)
     with target.open("w+b") as out:
         writer = archive.Writer(out, time.time(), 0o640)
         original = archive.read_member(source, checked.members[archive.DUMP])
         writer.member(archive.DUMP, iter([dump or original]))
         writer.member(archive.MEDIA, archive.chunks_of(source, checked.members[archive.MEDIA]))
         kept = {k: v for k, v in checked.manifest.items() if k != "members"}
-        writer.finish({**kept, **manifest})
+        writer.finish({**kept, **manifest}, key)
     return target
 
 
@@ -137,7 +146,9 @@ def test_backup_writes_one_verified_archive_and_prints_its_path(ops_project):
     assert path.parent == ops_project.archives
     assert re.fullmatch(rf"{ops_project.name}-\d{{8}}T\d{{6}}Z\.tar", path.name)
     assert path.stat().st_mode & 0o777 == 0o640
-    checked = archive.check(path)
+    state["backup_key"] = backup_key(ops_project)
+    state["key"] = archive.authentication_key(state["backup_key"])
+    checked = archive.check(path, key=state["key"])
     manifest = checked.manifest
     assert manifest["project"] == ops_project.name
     assert manifest["app_version"] == "a"
@@ -251,10 +262,12 @@ def test_backups_lists_each_archive_with_age_size_and_state(ops_project):
 
 
 @pytest.mark.parametrize(
-    "damage", ["truncated", "flipped byte", "another project", "dump cut short", "newer release"]
+    "damage",
+    ["truncated", "flipped byte", "another project", "forged", "dump cut short", "newer release"],
 )
 def test_a_bad_archive_is_refused_and_nothing_changes(ops_project, damage, tmp_path):
     quiet = state["quiet"]
+    key = state["key"]
     before = digests(ops_project)
     data = quiet.read_bytes()
     bad = tmp_path / quiet.name
@@ -262,23 +275,31 @@ def test_a_bad_archive_is_refused_and_nothing_changes(ops_project, damage, tmp_p
         bad.write_bytes(data[: len(data) * 6 // 10])
         expected = "is refused: truncated"
     elif damage == "flipped byte":
-        dump = archive.check(quiet).members[archive.DUMP]
+        dump = archive.check(quiet, key=key).members[archive.DUMP]
         flipped = bytearray(data)
         flipped[dump.offset + dump.size // 2] ^= 0x01
         bad.write_bytes(flipped)
         expected = "is refused: damaged: db.dump does not match its checksum"
     elif damage == "another project":
-        rebuilt(quiet, bad, project="someone-else")
+        rebuilt(quiet, bad, key, project="someone-else")
         expected = f"is an archive of project 'someone-else', not of '{ops_project.name}'"
+    elif damage == "forged":
+        # Made with the project's own writer around a dump of the forger's choosing (here a
+        # copy of the real one), sealed without the stack's backup key.
+        rebuilt(quiet, bad, archive.authentication_key("a guess at the backup key"))
+        expected = (
+            "is refused: not authenticated: its SHA256SUMS.hmac was not made with this "
+            "stack's backup key"
+        )
     elif damage == "dump cut short":
         # Whole by its checksums (they were taken of the cut dump): only reading the dump's
         # data back, as pg_restore does, finds it.
-        dump = archive.read_member(quiet, archive.check(quiet).members[archive.DUMP])
-        rebuilt(quiet, bad, dump=dump[: len(dump) * 8 // 10])
+        dump = archive.read_member(quiet, archive.check(quiet, key=key).members[archive.DUMP])
+        rebuilt(quiet, bad, key, dump=dump[: len(dump) * 8 // 10])
         expected = "its dump does not read back"
     else:
-        manifest = archive.check(quiet).manifest
-        rebuilt(quiet, bad, migrations=[*manifest["migrations"], "cats.9999_from_the_future"])
+        manifest = archive.check(quiet, key=key).manifest
+        rebuilt(quiet, bad, key, migrations=[*manifest["migrations"], "cats.9999_from_the_future"])
         expected = (
             "the archive comes from a newer version: release a does not know its migrations "
             "cats.9999_from_the_future"
@@ -356,6 +377,10 @@ def test_wipe_then_restore_brings_back_every_row_and_photo(ops_project):
     # gone. Made here for certain: the restore must clear it.
     (ops_project.directory / ".ops" / data.PHOTOS_COPY).mkdir(exist_ok=True)
     ops_project.compose("down", "--volumes", "--timeout", "10")
+    # The secrets went with the volumes: the new stack is given the key the operator kept,
+    # before its first start, so the archives it restores are its own (docs/operations.md).
+    with (ops_project.directory / ".env").open("a") as env:
+        env.write(f"OPS_BACKUP_KEY={state['backup_key']}\n")
     ops_project.compose("up", "--detach", "--wait")
     assert psql(ops_project, "SELECT count(*) FROM cats_cat") == "0"
     assert photos(ops_project) == {}
@@ -402,7 +427,7 @@ def test_an_archive_from_before_a_migration_restores_into_the_release_after_it(o
     )  # fmt: skip
     ops_project.write(f"app/cats/migrations/{EXPAND_NAME}.py", EXPAND_MIGRATION)
     ops_project.ops("deploy", "b", "--build")
-    archived = archive.check(state["under_load"]).manifest
+    archived = archive.check(state["under_load"], key=None).manifest
     assert f"cats.{EXPAND_NAME}" not in archived["migrations"]
 
     started = time.monotonic()

@@ -19,6 +19,7 @@ from tools.ops.schedule import BOOT_WAIT_S, units
 
 UTC = datetime.UTC
 CREATED = datetime.datetime(2026, 12, 1, 3, 17, tzinfo=UTC)
+KEY = archive.authentication_key("the stack's backup key")
 
 
 def write_archive(path: Path, project: str = "catcollector", dump: bytes = b"PGDMP" * 200) -> Path:
@@ -33,21 +34,25 @@ def write_archive(path: Path, project: str = "catcollector", dump: bytes = b"PGD
             "format": archive.FORMAT_VERSION, "project": project,
             "created": CREATED.strftime("%Y-%m-%dT%H:%M:%SZ"), "app_version": "a",
             "migrations": ["cats.0001_initial"], "photos": {"files": 1, "bytes": 200},
-        })  # fmt: skip
+        }, KEY)  # fmt: skip
     return path
 
 
 def test_an_archive_reads_back_with_its_members_and_manifest(tmp_path):
     path = write_archive(tmp_path / "catcollector-20261201T031700Z.tar")
-    checked = archive.check(path)
-    assert list(checked.members) == [archive.DUMP, archive.MEDIA, archive.MANIFEST, archive.SUMS]
+    checked = archive.check(path, key=KEY)
+    assert list(checked.members) == [
+        archive.DUMP, archive.MEDIA, archive.MANIFEST, archive.SUMS, archive.AUTH,
+    ]  # fmt: skip
     assert archive.read_member(path, checked.members[archive.DUMP]) == b"PGDMP" * 200
     assert checked.project == "catcollector"
     assert checked.created == CREATED
     assert checked.manifest["members"][archive.DUMP]["size"] == 1000
     # Plain tar: an operator can list and extract it, and check it with sha256sum.
     with tarfile.open(path) as tar:
-        assert tar.getnames() == [archive.DUMP, archive.MEDIA, archive.MANIFEST, archive.SUMS]
+        assert tar.getnames() == [
+            archive.DUMP, archive.MEDIA, archive.MANIFEST, archive.SUMS, archive.AUTH,
+        ]  # fmt: skip
         sums = tar.extractfile(archive.SUMS).read().decode()
     assert f"  {archive.MANIFEST}\n" in sums
 
@@ -63,7 +68,7 @@ def test_every_flipped_byte_is_refused(tmp_path):
         flipped[position] ^= 0xFF
         damaged.write_bytes(flipped)
         try:
-            archive.check(damaged)
+            archive.check(damaged, key=KEY)
         except ArchiveError:
             continue
         accepted.append(position)
@@ -77,19 +82,19 @@ def test_every_truncation_is_refused(tmp_path):
     for length in range(len(original)):
         cut.write_bytes(original[:length])
         with pytest.raises(ArchiveError) as refused:
-            archive.check(cut)
+            archive.check(cut, key=KEY)
         assert str(refused.value).startswith("truncated"), (length, str(refused.value))
 
 
 def test_the_structure_check_alone_reads_the_manifest_but_not_the_data(tmp_path):
     path = write_archive(tmp_path / "a.tar")
     data = bytearray(path.read_bytes())
-    member = archive.check(path).members[archive.DUMP]
+    member = archive.check(path, key=KEY).members[archive.DUMP]
     data[member.offset + 10] ^= 0xFF
     path.write_bytes(data)
-    assert archive.check(path, checksums=False).project == "catcollector"
+    assert archive.check(path, key=None, checksums=False).project == "catcollector"
     with pytest.raises(ArchiveError, match=r"db\.dump does not match its checksum"):
-        archive.check(path)
+        archive.check(path, key=KEY)
 
 
 def test_an_extra_or_missing_member_is_refused(tmp_path):
@@ -98,43 +103,75 @@ def test_an_extra_or_missing_member_is_refused(tmp_path):
         info = tarfile.TarInfo("notes.txt")
         tar.addfile(info, io.BytesIO(b""))
     with pytest.raises(ArchiveError, match=r"unexpected member 'notes\.txt'"):
-        archive.check(path)
+        archive.check(path, key=KEY)
 
 
-def rebuilt_with(source: Path, target: Path, body: bytes) -> Path:
-    """`source` with its manifest replaced by `body` and SHA256SUMS recomputed: a tampered
-    archive, made with the project's own writer."""
-    checked = archive.check(source)
+def rebuilt_with(source: Path, target: Path, body: bytes, key: bytes | None = KEY) -> Path:
+    """`source` with its manifest replaced by `body`, SHA256SUMS recomputed and sealed with
+    `key` (None: left unsealed): a tampered archive, made with the project's own writer."""
+    checked = archive.check(source, key=KEY)
     with target.open("w+b") as out:
         writer = archive.Writer(out, CREATED.timestamp(), 0o640)
         for name in (archive.DUMP, archive.MEDIA):
             writer.member(name, iter([archive.read_member(source, checked.members[name])]))
         writer.member(archive.MANIFEST, iter([body]))
-        listing = "".join(f"{writer.sums[name]}  {name}\n" for name in writer.sums)
-        writer.member(archive.SUMS, iter([listing.encode()]))
+        listing = "".join(f"{writer.sums[name]}  {name}\n" for name in writer.sums).encode()
+        writer.member(archive.SUMS, iter([listing]))
+        if key is not None:
+            writer.member(archive.AUTH, iter([archive.seal(key, listing)]))
         out.write(bytes(2 * archive.BLOCK))
     return target
+
+
+def test_an_archive_sealed_without_the_stacks_key_is_refused(tmp_path):
+    """Whole, every sum right, made by the project's own writer around another dump: only the
+    backup key tells it from the stack's own."""
+    source = write_archive(tmp_path / "a.tar")
+    forged = write_archive(tmp_path / "b.tar", dump=b"DROP TABLE cats_cat;" * 50)
+    body = json.dumps(archive.check(forged, key=KEY).manifest).encode()
+    other_key = archive.authentication_key("another stack's backup key")
+    resealed = rebuilt_with(forged, tmp_path / "c.tar", body, key=other_key)
+    assert archive.check(resealed, key=None).project == "catcollector"
+    with pytest.raises(ArchiveError, match=r"not authenticated: its SHA256SUMS\.hmac was not made"):
+        archive.check(resealed, key=KEY)
+    assert archive.check(source, key=KEY).project == "catcollector"
+
+
+def test_a_format_1_archive_is_listed_but_never_authenticated(tmp_path):
+    """Archives made before the HMAC: whole, listed as before, refused by what restores."""
+    source = write_archive(tmp_path / "a.tar")
+    manifest = archive.check(source, key=KEY).manifest | {"format": 1}
+    old = rebuilt_with(source, tmp_path / "old.tar", json.dumps(manifest).encode(), key=None)
+    assert archive.check(old, key=None).manifest["format"] == 1
+    with pytest.raises(ArchiveError, match=r"not authenticated: it has no SHA256SUMS\.hmac"):
+        archive.check(old, key=KEY)
+    # Its seal stripped, a format 2 archive does not pass for an old one.
+    stripped = rebuilt_with(source, tmp_path / "stripped.tar",
+                            archive.read_member(source, archive.check(source, key=KEY).members[
+                                archive.MANIFEST]), key=None)  # fmt: skip
+    with pytest.raises(ArchiveError, match=r"a format 2 archive without SHA256SUMS\.hmac"):
+        archive.check(stripped, key=None)
 
 
 def test_a_manifest_that_disagrees_with_the_sums_is_refused(tmp_path):
     """A tampered archive whose SHA256SUMS was recomputed still has to match its manifest."""
     source = write_archive(tmp_path / "a.tar")
-    manifest = archive.check(source).manifest
+    manifest = archive.check(source, key=KEY).manifest
     manifest["members"][archive.DUMP]["size"] += 1
     rebuilt = rebuilt_with(source, tmp_path / "b.tar", json.dumps(manifest).encode())
     with pytest.raises(ArchiveError, match=r"db\.dump differs from the manifest"):
-        archive.check(rebuilt)
+        archive.check(rebuilt, key=KEY)
 
 
 def test_a_manifest_over_its_bound_is_refused_unread(tmp_path):
     source = write_archive(tmp_path / "a.tar")
-    manifest = archive.check(source).manifest
+    manifest = archive.check(source, key=KEY).manifest
     body = json.dumps(manifest).encode().ljust(2 * archive.MANIFEST_MAX_BYTES)
     rebuilt = rebuilt_with(source, tmp_path / "b.tar", body)
     tracemalloc.start()
     try:
         with pytest.raises(ArchiveError, match=r"manifest\.json is \d+ bytes, over"):
-            archive.check(rebuilt)
+            archive.check(rebuilt, key=KEY)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -163,10 +200,10 @@ def test_a_manifest_of_the_wrong_shape_is_refused_naming_the_field(change, named
     """Readers index the manifest (./ops restore, ./ops backups): a field of the wrong type,
     in an archive hand-made around a listing that matches, is refused by the check."""
     source = write_archive(tmp_path / "a.tar")
-    body = json.dumps(change(archive.check(source).manifest)).encode()
+    body = json.dumps(change(archive.check(source, key=KEY).manifest)).encode()
     rebuilt = rebuilt_with(source, tmp_path / "b.tar", body)
     with pytest.raises(ArchiveError, match=named):
-        archive.check(rebuilt)
+        archive.check(rebuilt, key=KEY)
 
 
 def test_names_say_project_and_time():

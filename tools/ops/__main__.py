@@ -18,6 +18,7 @@ from tools.ops import restore as restoring
 from tools.ops import schedule as scheduling
 from tools.ops import status as reporting
 from tools.ops.console import Console, OpsError, fail
+from tools.ops.data import Data
 from tools.ops.project import Project
 
 STEPS = {
@@ -195,7 +196,7 @@ def run(
         summary, code = reporting.status(project, console)
         return summary, None, code
     if args.verb == "backups" and args.show_key:
-        return backing_up.SHOW_KEY, backing_up.backup_key(project), 0
+        return backing_up.SHOW_KEY, Data(project).backup_key(), 0
     if args.verb not in LOCKED:
         return (
             {

@@ -8,6 +8,13 @@ Members, in this order:
   manifest.json  what the archive holds: project, app version, migrations, sizes, checksums
   SHA256SUMS     sha256 of every member above, in `sha256sum` format (`sha256sum -c` works on
                  an extracted archive)
+  SHA256SUMS.hmac  HMAC-SHA256 of SHA256SUMS, keyed from the stack's backup key (format 2)
+
+The sums prove an archive whole; the HMAC proves it was made by a stack holding the backup key,
+which lives in the secrets volume and off the VM, never beside the archives: an archive built
+around another dump, even with this module's own writer, is refused by a restore (which loads
+every row it holds). Format 1 archives, made before, have no HMAC: listed and checked as
+before, never restored.
 
 Every byte of the file is covered by a check: tar headers by their own checksum, member data by
 SHA256SUMS (which covers the manifest too, and is itself covered because any change to it
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -35,12 +43,17 @@ from pathlib import Path
 
 BLOCK = tarfile.BLOCKSIZE
 CHUNK = 1 << 20
-FORMAT_VERSION = 1
-DUMP, MEDIA, SECRETS, MANIFEST, SUMS = (
-    "db.dump", "media.tar", "secrets.tar", "manifest.json", "SHA256SUMS",
+FORMAT_VERSION = 2
+# Format 1: the same, without AUTH.
+READABLE_FORMATS = (1, FORMAT_VERSION)
+DUMP, MEDIA, SECRETS, MANIFEST, SUMS, AUTH = (
+    "db.dump", "media.tar", "secrets.tar", "manifest.json", "SHA256SUMS", "SHA256SUMS.hmac",
 )  # fmt: skip
-ORDER = (DUMP, MEDIA, SECRETS, MANIFEST, SUMS)
+ORDER = (DUMP, MEDIA, SECRETS, MANIFEST, SUMS, AUTH)
 REQUIRED = (DUMP, MEDIA, MANIFEST, SUMS)
+# The archives' own key is derived from the backup key, never the key that encrypts the
+# repositories itself.
+AUTH_PURPOSE = b"catcollector archive authentication"
 SUFFIX = ".tar"
 PARTIAL_SUFFIX = ".partial"
 # <project>-<UTC time>.tar: the name sorts by time and says whose archive it is.
@@ -49,7 +62,7 @@ TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 # Read whole, so bounded first: a manifest lists a release's migrations (a few kB for most
 # apps), SHA256SUMS five lines.
 MANIFEST_MAX_BYTES = 1 << 20
-SUMS_MAX_BYTES = 4096
+SUMS_MAX_BYTES = AUTH_MAX_BYTES = 4096
 # What readers of a manifest use, with its type; "secrets" may be absent.
 MANIFEST_FIELDS = {
     "project": str, "created": str, "app_version": str, "migrations": list, "photos": dict,
@@ -59,6 +72,15 @@ MANIFEST_FIELDS = {
 
 class ArchiveError(Exception):
     """The archive cannot be trusted; the message says why, for the operator."""
+
+
+def authentication_key(backup_key: str) -> bytes:
+    return hmac.new(backup_key.encode(), AUTH_PURPOSE, hashlib.sha256).digest()
+
+
+def seal(key: bytes, sums: bytes) -> bytes:
+    """AUTH's contents for a SHA256SUMS of `sums`."""
+    return hmac.new(key, sums, hashlib.sha256).hexdigest().encode() + b"\n"
 
 
 def archive_name(project: str, when: datetime.datetime) -> str:
@@ -128,14 +150,16 @@ class Writer:
             raise ValueError(f"member name {name!r} needs more than one header block")
         return block
 
-    def finish(self, manifest: dict) -> None:
-        """The manifest (with every data member's size and sum), SHA256SUMS, the end marker."""
-        manifest = {**manifest, "members": {
+    def finish(self, manifest: dict, key: bytes) -> None:
+        """The manifest (with every data member's size and sum), SHA256SUMS, its HMAC with
+        `key` (authentication_key), the end marker."""
+        manifest = {**manifest, "format": FORMAT_VERSION, "members": {
             name: {"size": self.sizes[name], "sha256": self.sums[name]} for name in self.sums
         }}  # fmt: skip
         self.member(MANIFEST, iter([json.dumps(manifest, indent=2, sort_keys=True).encode()]))
-        listing = "".join(f"{self.sums[name]}  {name}\n" for name in self.sums)
-        self.member(SUMS, iter([listing.encode()]))
+        listing = "".join(f"{self.sums[name]}  {name}\n" for name in self.sums).encode()
+        self.member(SUMS, iter([listing]))
+        self.member(AUTH, iter([seal(key, listing)]))
         self.out.write(bytes(2 * BLOCK))
 
 
@@ -303,20 +327,25 @@ class Checked:
         return datetime.datetime.fromisoformat(self.manifest["created"].replace("Z", "+00:00"))
 
 
-def check(path: Path, *, checksums: bool = True) -> Checked:
-    """Structure, SHA256SUMS against every member (unless `checksums` is False: structure and
-    manifest only, which reads a few blocks), and the manifest against SHA256SUMS.
-    Raises ArchiveError."""
+def check(path: Path, *, key: bytes | None, checksums: bool = True) -> Checked:
+    """Structure, the HMAC of SHA256SUMS with `key` (authentication_key; None: whole, not
+    authenticated, for listings), SHA256SUMS against every member (unless `checksums` is
+    False: structure and manifest only, which reads a few blocks), and the manifest against
+    SHA256SUMS. Raises ArchiveError."""
     found = members(path)
-    for name, limit in ((MANIFEST, MANIFEST_MAX_BYTES), (SUMS, SUMS_MAX_BYTES)):
-        if found[name].size > limit:
+    limits = ((MANIFEST, MANIFEST_MAX_BYTES), (SUMS, SUMS_MAX_BYTES), (AUTH, AUTH_MAX_BYTES))
+    for name, limit in limits:
+        if name in found and found[name].size > limit:
             raise ArchiveError(f"damaged: {name} is {found[name].size} bytes, over {limit}")
+    listing = read_member(path, found[SUMS])
+    if key is not None:
+        authenticate(path, found, listing, key)
     try:
-        sums = parse_sums(read_member(path, found[SUMS]).decode())
+        sums = parse_sums(listing.decode())
     except UnicodeDecodeError:
         raise ArchiveError("damaged: SHA256SUMS is not text") from None
     listed = set(sums)
-    present = set(found) - {SUMS}
+    present = set(found) - {SUMS, AUTH}
     if listed != present:
         raise ArchiveError(
             f"damaged: SHA256SUMS lists {', '.join(sorted(listed)) or 'nothing'}, "
@@ -324,10 +353,13 @@ def check(path: Path, *, checksums: bool = True) -> Checked:
         )
     names = found if checksums else {MANIFEST: found[MANIFEST]}
     for name in names:
-        if name != SUMS and sha256_of(path, found[name]) != sums[name]:
+        if name not in (SUMS, AUTH) and sha256_of(path, found[name]) != sums[name]:
             raise ArchiveError(f"damaged: {name} does not match its checksum")
     try:
         manifest = parse_manifest(read_member(path, found[MANIFEST]))
+        if (AUTH in found) != (manifest["format"] >= FORMAT_VERSION):
+            raise ArchiveError(f"damaged: a format {manifest['format']} archive "
+                               f"{'with' if AUTH in found else 'without'} {AUTH}")  # fmt: skip
         for name, entry in manifest["members"].items():
             if found[name].size != entry["size"] or sums[name] != entry["sha256"]:
                 raise ArchiveError(f"damaged: {name} differs from the manifest")
@@ -336,14 +368,26 @@ def check(path: Path, *, checksums: bool = True) -> Checked:
     return Checked(path, manifest, found)
 
 
+def authenticate(path: Path, found: dict[str, Member], listing: bytes, key: bytes) -> None:
+    """AUTH is the HMAC of `listing` (SHA256SUMS) with `key`; compared in constant time."""
+    if AUTH not in found:
+        raise ArchiveError(f"not authenticated: it has no {AUTH} (a format 1 archive, made "
+                           "before archives were authenticated, or altered)")  # fmt: skip
+    if not hmac.compare_digest(read_member(path, found[AUTH]), seal(key, listing)):
+        raise ArchiveError(f"not authenticated: its {AUTH} was not made with this stack's "
+                           "backup key (altered, or made by a stack with another key)")  # fmt: skip
+
+
 def parse_manifest(data: bytes) -> dict:
     """The manifest, with every field its readers use of the type they expect: a hand-made
     archive is refused here, not by a traceback in the verb that reads it."""
     manifest = json.loads(data)
     if not isinstance(manifest, dict):
         raise ArchiveError("damaged: the manifest is not a JSON object")
-    if manifest.get("format") != FORMAT_VERSION:
-        raise ArchiveError(f"archive format {manifest.get('format')!r} is not {FORMAT_VERSION}")
+    form = manifest.get("format")
+    if type(form) is not int or form not in READABLE_FORMATS:
+        raise ArchiveError(f"archive format {manifest.get('format')!r} is not one of "
+                           f"{', '.join(map(str, READABLE_FORMATS))}")  # fmt: skip
     absent = [key for key in MANIFEST_FIELDS if key not in manifest]
     if absent:
         raise ArchiveError(f"damaged: the manifest has no {', '.join(absent)}")

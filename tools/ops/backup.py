@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.ops import archive, commands
+from tools.ops import archive
 from tools.ops.archive import ArchiveError, Checked
 from tools.ops.archiving import NAMES, Archiving, shown
 from tools.ops.console import Console, OpsError
@@ -54,14 +54,14 @@ DEFAULT_DAILY = 7
 DEFAULT_WEEKLY = 4
 MAX_KEEP = 1000
 # Where the db image finds the backup key (postgres/backup-env.sh).
-BACKUP_KEY_FILE = "/run/secrets/catcollector/backup_key"
 # An archive without secrets still holds password hashes and sessions: group-readable at
 # most (for a backup-shipping user in the group); with secrets, the owner only.
 MODE, SECRETS_MODE = 0o640, 0o600
 SECRETS_WARNING = (
-    "warning: this archive holds the stack's secrets (the Django key and the database "
-    "password): anyone who can read it can sign sessions and reach the database; keep it as "
-    "safe as the secrets themselves (mode 0600)"
+    "warning: this archive holds the stack's secrets (the Django key, the database "
+    "password, the backup key): anyone who can read it can sign sessions, reach the database "
+    "and make archives this stack restores; keep it as safe as the secrets themselves "
+    "(mode 0600)"
 )
 
 
@@ -149,7 +149,7 @@ class Store:
         for path, when in self.paths():
             size = path.stat().st_size
             try:
-                checked = archive.check(path, checksums=checksums)
+                checked = archive.check(path, key=None, checksums=checksums)
                 if checked.project != self.name:
                     raise ArchiveError(f"an archive of project {checked.project!r}")
                 entries.append(Entry(path, when, size, checked))
@@ -186,6 +186,8 @@ class Backup:
         self.partial: Path | None = None
         self.out = None
         self.writer: archive.Writer | None = None
+        # Seals the archive (archive.AUTH), from the backup key.
+        self.key = b""
         # What the steps found, for the manifest and the summary.
         self.server = ""
         self.toc_entries = self.tables = 0
@@ -209,6 +211,7 @@ class Backup:
             leftover.unlink()
             self.console.note(f"removed {leftover.name}, left by an interrupted backup")
         self.app = self.project.setting("APP_VERSION", "latest")
+        self.key = archive.authentication_key(self.data.backup_key())
         self.console.note(f"Docker Engine {engine}, compose {compose}; project {self.name}, "
                           f"release {self.app}; archives in {self.store.directory}")  # fmt: skip
 
@@ -266,7 +269,6 @@ class Backup:
 
     def seal(self) -> None:
         manifest = {
-            "format": archive.FORMAT_VERSION,
             "project": self.name,
             "created": self.created.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "host": socket.gethostname(),
@@ -278,14 +280,14 @@ class Backup:
             "photos": {"files": self.photo_count, "bytes": self.photo_bytes},
             "secrets": self.with_secrets,
         }  # fmt: skip
-        self.writer.finish(manifest)
+        self.writer.finish(manifest, self.key)
         self.out.flush()
         os.fsync(self.out.fileno())
         self.out.close()
 
     def verify(self) -> None:
         self.seal()
-        checked = archive.check(self.partial)
+        checked = archive.check(self.partial, key=self.key)
         dump = checked.members[archive.DUMP]
         self.data.read_all(archive.chunks_of(self.partial, dump))
         os.replace(self.partial, self.final)
@@ -371,13 +373,6 @@ def backup(
 
 SHOW_KEY = ("the backup key, printed below: keep it off this VM (a password manager); a new VM "
             "restores from the remote with it as OPS_BACKUP_KEY")  # fmt: skip
-
-
-def backup_key(project: Project) -> str:
-    """The key that encrypts the remote copies (init-secrets stores it in the secrets volume)."""
-    return project.run(
-        commands.one_off_as_root("db", "cat", BACKUP_KEY_FILE), what="reading the backup key"
-    ).stdout.strip()  # fmt: skip
 
 
 def backups(

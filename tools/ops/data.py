@@ -19,6 +19,7 @@ from tools.ops.console import OpsError
 from tools.ops.project import Project
 
 SECRETS_DIR = "/run/secrets/catcollector"
+BACKUP_KEY_FILE = f"{SECRETS_DIR}/backup_key"
 # The tables of a database that hold at least one row, except those `migrate` fills by itself
 # on any database (their rows are no one's data). One EXISTS per table, so it stays cheap on
 # large tables.
@@ -52,6 +53,13 @@ class Data:
     def __init__(self, project: Project) -> None:
         self.project = project
         self._identity: tuple[str, str] | None = None
+
+    def backup_key(self) -> str:
+        """The key that encrypts the remote copies and authenticates the archives
+        (init-secrets stores it in the secrets volume)."""
+        return self.project.run(
+            commands.one_off_as_root("db", "cat", BACKUP_KEY_FILE), what="reading the backup key"
+        ).stdout.strip()  # fmt: skip
 
     # --- the database ---------------------------------------------------------------------
 

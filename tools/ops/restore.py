@@ -68,7 +68,8 @@ class Restore:
         if not self.path.is_file():
             raise OpsError(f"{self.path} is not a file")
         try:
-            self.checked = archive.check(self.path)
+            key = archive.authentication_key(self.data.backup_key())
+            self.checked = archive.check(self.path, key=key)
         except ArchiveError as error:
             raise OpsError(f"{self.path.name} is refused: {error}; nothing changed") from None
         if self.checked.project != self.name:
