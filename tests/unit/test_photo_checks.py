@@ -5,7 +5,6 @@ format's check catches, the per-format limits, and the 503 when no check can run
 import io
 import math
 import struct
-import time
 import zlib
 
 import pytest
@@ -304,54 +303,8 @@ def test_the_memory_for_photo_checks_leaves_each_worker_its_share():
     assert one - eight == 7 * per_worker
 
 
-# --- Hostile files: refused within a bound of CPU, never a server error -----------------------
-
-
-def tiff_with_strip_offsets(count: int) -> bytes:
-    """A little-endian TIFF whose one IFD names `count` strip offsets: Pillow's plugin reads
-    every one into memory just to open it."""
-    entries = [
-        (256, 4, 1, 1),  # width
-        (257, 4, 1, count),  # height
-        (273, 4, count, 8 + 2 + 12 * 3 + 4),  # strip offsets, right after the IFD
-    ]
-    ifd = struct.pack("<H", len(entries))
-    ifd += b"".join(struct.pack("<HHII", *entry) for entry in entries) + b"\0\0\0\0"
-    return b"II*\0" + struct.pack("<I", 8) + ifd + bytes(4 * count)
-
-
-def cpu_seconds_of(action) -> float:
-    started = time.process_time()
-    action()
-    return time.process_time() - started
-
-
-@pytest.mark.parametrize(
-    ("name", "content", "message"),
-    [
-        # Every byte of it would be parsed by Pillow's TIFF plugin (+309 MiB, 2.6 s before).
-        ("strips.png", tiff_with_strip_offsets(2_500_000), "The file is in TIFF format"),
-        ("cat.jpg", b"%!PS-Adobe-3.0 EPSF-3.0\n" + bytes(1_000_000), "The file is in EPS format"),
-        ("cat.png", b"\0\0\0\x1cftypavif" + bytes(1000), "The file is in AVIF format"),
-        ("cat.gif", b"\0" * 1_000_000, "The file is not an image that can be read."),
-    ],
-    ids=["tiff-strips", "eps", "avif", "zeros"],
-)
-def test_a_refused_format_is_named_from_its_first_bytes_only(
-    member, media_root, name, content, message
-):
-    """Within 1 s of CPU, whatever follows the signature."""
-    result = {}
-    spent = cpu_seconds_of(lambda: result.update(error=refused(member, media_root, name, content)))
-    assert message in result["error"][1]
-    assert spent < 1, f"{spent:.2f} s of CPU"
-
-
-def test_a_jpeg_with_an_empty_scan_header_is_refused_not_a_server_error(member, media_root):
-    """19 bytes that raised IndexError in the header's walk: a 500 before."""
-    content = bytes.fromhex("ffd8ffc0000b080001000101011100ffda0002")
-    _, error = refused(member, media_root, "cat.jpg", content)
-    assert error == "The file is not an image that can be read."
+# --- A check's own failure: a refusal, never a server error ----------------------------------
+# (The hostile files themselves, each with its CPU and memory: tests/unit/test_hostile_files.py.)
 
 
 def test_an_unforeseen_error_in_a_check_is_a_refusal_and_a_log_line(
@@ -370,51 +323,3 @@ def test_an_unforeseen_error_in_a_check_is_a_refusal_and_a_log_line(
     [record] = [r for r in caplog.records if r.name == "app.cats.photos"]
     assert "refused as unreadable" in record.getMessage()
     assert record.exc_info[0] is KeyError
-
-
-def progressive_scans(content: bytes) -> tuple[bytes, bytes]:
-    """A progressive JPEG cut before its last scan, and that scan (its SOS to the EOI)."""
-    last = content.rindex(b"\xff\xda")
-    return content[:last], content[last:-2]
-
-
-def test_a_jpeg_of_redundant_scans_is_refused_within_a_bound_of_cpu(member, media_root):
-    """The last scan of a real progressive file repeated: each one is valid, and libjpeg
-    would walk every block again for each (100,000 of them took 9.8 s)."""
-    before, scan = progressive_scans(encoded(noise(size=(16, 16)), "JPEG", progressive=True))
-    content = before + scan * 20_000 + b"\xff\xd9"
-    result = {}
-    spent = cpu_seconds_of(lambda: result.update(error=refused(member, media_root, "cat.jpg",
-                                                               content)))  # fmt: skip
-    assert f"a JPEG of more than {formats.JPEG_MAX_SCANS} scans" in result["error"][1]
-    assert spent < 1, f"{spent:.2f} s of CPU"
-
-
-def test_a_progressive_jpeg_of_as_many_scans_as_allowed_is_accepted(member, media_root):
-    before, scan = progressive_scans(encoded(noise(), "JPEG", progressive=True))
-    repeats = formats.JPEG_MAX_SCANS - before.count(b"\xff\xda")
-    accepted(member, media_root, "cat.jpg", before + scan * repeats + b"\xff\xd9")
-
-
-@pytest.mark.parametrize("where", ["before-the-frame", "before-the-end"])
-def test_a_jpeg_padded_with_fill_bytes_is_refused_within_a_bound_of_cpu(member, media_root, where):
-    """Megabytes of 0xFF before a marker: legal, written by no encoder, and quadratic in
-    libjpeg as Pillow feeds it (10 MiB took 9 s)."""
-    content = encoded(noise(), "JPEG")
-    fill = b"\xff" * 4_000_000
-    if where == "before-the-frame":
-        content = content[:2] + fill + content[2:]
-    else:
-        content = content[:-2] + fill + content[-2:]
-    result = {}
-    spent = cpu_seconds_of(lambda: result.update(error=refused(member, media_root, "cat.jpg",
-                                                               content)))  # fmt: skip
-    assert result["error"][1] == "The file is not an image that can be read."
-    assert spent < 1, f"{spent:.2f} s of CPU"
-
-
-def test_a_few_fill_bytes_before_markers_are_accepted(member, media_root):
-    content = encoded(noise(), "JPEG", progressive=True)
-    padded = content.replace(b"\xff\xda", b"\xff" * 8 + b"\xda")
-    assert Image.open(io.BytesIO(padded)).load() is not None
-    accepted(member, media_root, "cat.jpg", padded)
