@@ -367,8 +367,8 @@ def photo_check_memory(processes: int, process_bytes: int) -> int:
     )
 
 
-# web's: gunicorn's workers. The worker container replaces it with its own when it starts
-# (config.celery, size_photo_slots): its pool's processes, in its own memory limit.
+# web's: gunicorn's workers. The worker's is CELERY_PHOTO_CHECK_MEMORY_BYTES (below); each is
+# worked out in every container, and read only in its own.
 PHOTO_CHECK_MEMORY_BYTES = photo_check_memory(gunicorn_workers(env), WORKER_MEMORY_BYTES)
 # The slots are files on this tmpfs, private to the container (app/cats/slots.py).
 PHOTO_CHECK_SLOT_DIR = "/dev/shm"  # noqa: S108 (a tmpfs of the container's own)
@@ -442,6 +442,11 @@ CELERY_WORKER_CONCURRENCY = env.integer(
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Memory a pool process counts for when the worker sizes its photo slots (measured: docs).
 CELERY_PROCESS_MEMORY_BYTES = 80 * 1024 * 1024
+# The worker container's memory for photo slots: its pool's processes and the main one
+# (config.celery refuses a --concurrency that differs from CELERY_WORKER_CONCURRENCY).
+CELERY_PHOTO_CHECK_MEMORY_BYTES = photo_check_memory(
+    CELERY_WORKER_CONCURRENCY + 1, CELERY_PROCESS_MEMORY_BYTES
+)
 
 
 # --- Monitoring (docs/operations.md, Monitoring) --------------------------------------------
