@@ -24,6 +24,12 @@ pixel is decoded. check() then proves the rest as cheaply as the format allows:
 
 Pillow's own opening also holds parts of the file in memory (JPEG's APP segments, GIF's
 comments, the whole of a WebP file): counted as `file_bytes`.
+
+The JPEG and GIF headers are read here, not by Pillow's lazy open(), though it finds the same
+size and sampling: its JPEG marker loop reads fill bytes one at a time in Python (1 MB of them
+before the frame: 0.30 s of CPU, 4 MB: 1.20 s, measured), and its GIF plugin would have to walk
+every frame to find the canvas. Here both are counted and bounded first, in a few reads; then
+Pillow opens the file, and one that it reads another size from is refused (_check_with_pillow).
 """
 
 from __future__ import annotations
