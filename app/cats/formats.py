@@ -27,9 +27,10 @@ comments, the whole of a WebP file): counted as `file_bytes`.
 
 The JPEG and GIF headers are read here, not by Pillow's lazy open(), though it finds the same
 size and sampling: its JPEG marker loop reads fill bytes one at a time in Python (1 MB of them
-before the frame: 0.30 s of CPU, 4 MB: 1.20 s, measured), and its GIF plugin would have to walk
-every frame to find the canvas. Here both are counted and bounded first, in a few reads; then
-Pillow opens the file, and one that it reads another size from is refused (_check_with_pillow).
+before the frame: 0.30 s of CPU, 4 MB: 1.20 s, measured), and its GIF plugin reads up to the
+first frame, while a later frame may grow the canvas and a cut may come after it. Here fill
+bytes, scans, blocks and sub-blocks are counted and bounded first; then Pillow opens the file,
+and one that it reads another size from is refused (_check_with_pillow).
 """
 
 from __future__ import annotations
