@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import math
+import struct
+import zlib
 from collections.abc import Callable
 
 from PIL import Image
@@ -20,6 +22,22 @@ def encoded(image: Image.Image, format_: str, **options) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=format_, **options)
     return buffer.getvalue()
+
+
+def noise(mode: str = "RGB", size: tuple[int, int] = (300, 200)) -> Image.Image:
+    """An image that does not compress: its file is about as large as its pixels."""
+    return Image.effect_noise(size, 60).convert(mode)
+
+
+def png_with_private_chunk(private_bytes: int) -> bytes:
+    """A small PNG carrying `private_bytes` of a private chunk (prIv) before its image data,
+    which Pillow reads into memory and keeps."""
+    content = encoded(Image.new("RGB", (64, 48), COLOUR), "PNG")
+    data = bytes(private_bytes)
+    chunk = struct.pack(">I", len(data)) + b"prIv" + data
+    chunk += struct.pack(">I", zlib.crc32(b"prIv" + data))
+    at = content.index(b"IDAT") - 4
+    return content[:at] + chunk + content[at:]
 
 
 def header_of(content: bytes) -> formats.Header:

@@ -14,7 +14,15 @@ from PIL import Image
 from app.cats import formats, photos
 from app.cats.models import Cat
 from app.cats.slots import Slots
-from tests.harness.photos import COLOUR, ISSUE_PNG_SIDE, MAKERS, encoded, header_of, largest_square
+from tests.harness.photos import (
+    COLOUR,
+    ISSUE_PNG_SIDE,
+    MAKERS,
+    encoded,
+    header_of,
+    largest_square,
+    noise,
+)
 from tests.unit.support import add_cat, run_python, stored_files
 
 pytestmark = pytest.mark.django_db
@@ -134,10 +142,6 @@ def test_a_jpeg_browsers_do_not_show_is_refused(member, media_root):
 
 
 # --- Each format's check: whole, valid files only --------------------------------------------
-
-
-def noise(mode: str = "RGB", size: tuple[int, int] = (300, 200)) -> Image.Image:
-    return Image.effect_noise(size, 60).convert(mode)
 
 
 def cut(content: bytes, fraction: float = 0.6) -> bytes:
