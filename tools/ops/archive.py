@@ -324,7 +324,7 @@ class Checked:
 
     @property
     def created(self) -> datetime.datetime:
-        return datetime.datetime.fromisoformat(self.manifest["created"].replace("Z", "+00:00"))
+        return parse_moment(self.manifest["created"])
 
 
 def check(path: Path, *, key: bytes | None, checksums: bool = True) -> Checked:
@@ -399,7 +399,7 @@ def parse_manifest(data: bytes) -> dict:
             "members": all(_counts(entry, "size") and isinstance(entry.get("sha256"), str)
                            for entry in manifest["members"].values()),
             "secrets": isinstance(manifest.get("secrets", False), bool),
-            "created": _is_moment(manifest["created"]),
+            "created": parse_moment(manifest["created"]) is not None,
         }  # fmt: skip
         wrong = [key for key, right in inner.items() if not right]
     if wrong:
@@ -407,12 +407,12 @@ def parse_manifest(data: bytes) -> dict:
     return manifest
 
 
-def _is_moment(text: str) -> bool:
+def parse_moment(text: str) -> datetime.datetime | None:
+    """The manifest's `created` (UTC, ending in Z), or None if it is not a moment."""
     try:
-        datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        return False
-    return True
+        return None
 
 
 def _counts(entry: object, *keys: str) -> bool:
