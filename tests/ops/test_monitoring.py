@@ -245,7 +245,10 @@ def test_the_next_deploy_switches_the_monitoring_set_on_losing_no_request(
     state["archive"] = Path(ops_project.ops("backup").stdout.strip().splitlines()[-1])
     receiver = receivers.run(
         dockerfile_base(REPO, "Dockerfile"), "python", "-c", RECEIVER,
-        options=["--network", f"{ops_project.name}_monitoring", "--network-alias", WEBHOOK,
+        # Alertmanager's and web's mail server alike: on monitoring, where web finds it, and on
+        # alerting, whose route out carries the published port these tests read.
+        options=["--network", f"name={ops_project.name}_monitoring,alias={WEBHOOK}",
+                 "--network", f"name={ops_project.name}_alerting,alias={WEBHOOK}",
                  "--publish", "127.0.0.1::8080"],
     )  # fmt: skip
     [binding] = receiver.inspect()["NetworkSettings"]["Ports"]["8080/tcp"]

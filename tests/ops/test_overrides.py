@@ -34,7 +34,7 @@ NGINX_CONF = "nginx/nginx.conf"
 EXTERNAL_DB_NETWORK = """\
 services:
   web:
-    networks: [frontend, backend, external-db]
+    networks: [external-db]
 networks:
   external-db:
     name: {network}

@@ -210,7 +210,7 @@ def test_database_url_beside_the_db_service_is_a_clear_error(compose_project, fr
 EXTERNAL_DB_NETWORK_OVERRIDE = """
 services:
   web:
-    networks: [frontend, backend, external-db]
+    networks: [external-db]
 networks:
   external-db:
     name: ${EXTERNAL_DB_NETWORK:?}

@@ -5,6 +5,7 @@ The tests here share one stack (conftest: they only read, or add cats under thei
 import gzip
 import json
 import re
+import socket
 import uuid
 
 from tests.harness.docker import docker
@@ -435,6 +436,29 @@ def test_containers_are_locked_down(shared_stack):
     assert sorted(networks) == [f"{name}_backend", f"{name}_egress"]
     assert network_services(name, "backend") == {"db", "web"}
     assert network_services(name, "egress") == {"db", "photos-backup"}
+
+
+def test_web_has_no_route_out(shared_stack, containers, free_port):
+    """A web compromised through an upload reaches nothing beyond the stack: every network it
+    is on is internal (outbound until WEB_NETWORK_INTERNAL=false). A listener on the VM shows
+    the difference: a container on nginx's published network reaches it, web cannot."""
+    name = shared_stack.project.name
+    networks = shared_stack.inspect("web")["NetworkSettings"]["Networks"]
+    assert sorted(networks) == [f"{name}_backend", f"{name}_outbound", f"{name}_upstream"]
+    for network in networks:
+        assert json.loads(docker("network", "inspect", network).stdout)[0]["Internal"], network
+    address = (shared_stack.gateway_address(), free_port())
+    with socket.create_server(address) as listener:
+        connect = f"import socket; socket.create_connection({address!r}, timeout=5)"
+        reached = containers.run_once(
+            shared_stack.inspect("web")["Config"]["Image"], "python", "-c", connect,
+            options=["--network", f"{name}_frontend"],
+        )  # fmt: skip
+        assert reached.returncode == 0, reached.stderr
+        listener.accept()[0].close()
+        from_web = shared_stack.project.exec("web", "python", "-c", connect, check=False)
+    assert from_web.returncode != 0
+    assert "Network is unreachable" in from_web.stderr, from_web.stderr
 
 
 def network_services(project: str, network: str) -> set[str]:
