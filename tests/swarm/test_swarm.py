@@ -11,13 +11,16 @@ service's or container's configuration.
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 import time
 import uuid
 from collections import Counter
 
 from tests.harness import REPO
 from tests.harness.base_images import postgres_image
+from tests.harness.docker import docker
 from tests.harness.measurements import record
 from tests.harness.polling import wait_until
 from tests.ops.traffic import VISITORS, Site, Traffic, written_once
@@ -119,6 +122,24 @@ def test_tasks_are_locked_down_and_limited(swarm_stack):
     # The secrets arrive as files, where the *_FILE variables point.
     key = swarm_stack.exec("web", "cat", "/run/secrets/django_secret_key")
     assert key == swarm_stack.secrets[swarm_stack.env["DJANGO_SECRET_KEY_SWARM_SECRET"]]
+
+
+def test_web_tasks_have_no_route_out(swarm_stack, containers, free_port):
+    """As under compose (tests/stack/test_site.py): a listener on the VM, reached from a
+    container with a route out, is unreachable from a web task."""
+    bridge = json.loads(docker("network", "inspect", "bridge").stdout)[0]
+    address = (bridge["IPAM"]["Config"][0]["Gateway"], free_port())
+    connect = f"import socket; socket.create_connection({address!r}, timeout=5)"
+    web = swarm_stack.containers("web")[0]
+    with socket.create_server(address) as listener:
+        reached = containers.run_once(
+            swarm_stack.container_inspect(web)["Config"]["Image"], "python", "-c", connect
+        )
+        assert reached.returncode == 0, reached.stderr
+        listener.accept()[0].close()
+        from_web = docker("exec", web, "python", "-c", connect, check=False)
+    assert from_web.returncode != 0
+    assert "Network is unreachable" in from_web.stderr, from_web.stderr
 
 
 def test_scaled_web_tasks_share_the_requests(swarm_stack):
