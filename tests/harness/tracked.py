@@ -4,7 +4,8 @@ Lists come from `git ls-files` (tracked files plus new ones git does not ignore)
 what happens to exist on disk, so a check meant for a file cannot silently pass once that file
 is part of the project (a tracked but deleted file is still listed, and its check then fails).
 
-CLI (NUL-separated paths for xargs -0): python -m tests.harness.tracked dockerfiles|shell|compose
+CLI (NUL-separated paths for xargs -0):
+  python -m tests.harness.tracked dockerfiles|shell|compose|kustomizations
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 SHELL_SUFFIXES = (".sh", ".bash", ".envsh")
+KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _COMPOSE_SERVICES = re.compile(r"^services:\s*(?:#.*)?$", re.MULTILINE)
 _SHELL_SHEBANG = re.compile(rb"^#!\s*(?:/usr)?/bin/(?:env\s+(?:-\S+\s+)*)?(?:ba|da|k)?sh\b")
 
@@ -71,11 +73,23 @@ def tracked_compose_files(repo: Path) -> list[str]:
     return [name for name in tracked_files(repo) if is_compose_file(repo / name)]
 
 
+def tracked_kustomizations(repo: Path) -> list[str]:
+    """The folders kustomize builds: those holding a kustomization file, by any of its names."""
+    return sorted(
+        {
+            str(Path(name).parent)
+            for name in tracked_files(repo)
+            if Path(name).name in KUSTOMIZATION_NAMES
+        }
+    )
+
+
 def main(argv: list[str]) -> int:
     kinds = {
         "dockerfiles": tracked_dockerfiles,
         "shell": tracked_shell_scripts,
         "compose": tracked_compose_files,
+        "kustomizations": tracked_kustomizations,
     }
     if len(argv) != 1 or argv[0] not in kinds:
         print(f"usage: python -m tests.harness.tracked {'|'.join(kinds)}", file=sys.stderr)

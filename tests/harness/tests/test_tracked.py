@@ -7,6 +7,7 @@ from tests.harness.tracked import (
     is_dockerfile,
     tracked_compose_files,
     tracked_dockerfiles,
+    tracked_kustomizations,
     tracked_shell_scripts,
 )
 
@@ -64,4 +65,23 @@ def test_compose_files_by_their_top_level_services_key(tmp_path: Path):
         "compose.yaml",
         "nginx/compose.tls.yaml",
         "tests/fixtures/client.yml",
+    ]
+
+
+def test_kustomizations_are_the_folders_holding_a_kustomization_file(tmp_path: Path):
+    files = {
+        "kubernetes/base/kustomization.yaml": "resources: []\n",
+        "kubernetes/base/web.yaml": "kind: Deployment\n",
+        "kubernetes/overlays/single/kustomization.yml": "resources: []\n",
+        "kubernetes/overlays/odd/Kustomization": "resources: []\n",
+        "docs/kustomization.yaml.md": "not one\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    assert tracked_kustomizations(tmp_path) == [
+        "kubernetes/base",
+        "kubernetes/overlays/odd",
+        "kubernetes/overlays/single",
     ]
