@@ -29,7 +29,7 @@ COMBINATIONS = {
 }
 # Values that parse wherever a variable ends up: a string, a port or size, an address, a path,
 # a pull policy.
-PROBES = ("probe-value-1", "12345", "127.0.0.9", "/probe/value", "never")
+PROBES = ("probe-value-1", "12345", "127.0.0.9", "/probe/value", "never", "false")
 # Read by a container but no ops setting: the official nginx entrypoint's own, and the nginx
 # image's fixed listen ports (compose publishes them; test_ports_written_twice_agree).
 NOT_OPS_SETTINGS = {

@@ -424,6 +424,17 @@ def test_network_policies_let_through_only_what_compose_networks_connect(overlay
     db = resource(overlay, "NetworkPolicy", "db")["spec"]
     assert "Egress" in db["policyTypes"]
     assert db["egress"] == []
+    # web's networks are all internal in the stack (compose's outbound opens only by a setting):
+    # out to the database's port and the cluster's DNS, nothing else.
+    assert all(STACK_FILE["networks"][name]["internal"] for name in STACK["web"]["networks"])
+    web = resource(overlay, "NetworkPolicy", "web")["spec"]
+    assert "Egress" in web["policyTypes"]
+    [to_db, to_dns] = web["egress"]
+    assert to_db["to"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/component": "db"}}}]
+    assert [p["port"] for p in to_db["ports"]] == [
+        container(overlay, "postgres")[1]["ports"][0]["containerPort"]
+    ]
+    assert {p["port"] for p in to_dns["ports"]} == {53}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
