@@ -193,7 +193,10 @@ def overrides(scratch: Path, gunicorn_port: int, tutorial_port: int, raw_port: i
                     "publish": {"condition": "service_completed_successfully"},
                 },
             },
-        }
+        },
+        # web's published gunicorn port needs a network with a route out (compose.dev.yaml's
+        # reason).
+        "networks": {"outbound": {"internal": False}},
     }
     path = scratch / "bench.yaml"
     path.write_text(json.dumps(config, indent=2))
