@@ -112,6 +112,13 @@ class Data:
         as this role and belongs to it, so a dump can do nothing web could not."""
         return self.project.config()["services"]["web"]["environment"]["POSTGRES_USER"]
 
+    def app_role_exists(self) -> bool:
+        found = self.psql(
+            f"SELECT 1 FROM pg_roles WHERE rolname = {literal(self.app_role())}",  # noqa: S608
+            what="looking for web's database role",
+        )  # fmt: skip
+        return found == "1"
+
     def psql(
         self, sql: str, database: str = "postgres", *, what: str = "psql", transaction: bool = True
     ) -> str:
