@@ -313,6 +313,44 @@ def test_a_bad_archive_is_refused_and_nothing_changes(ops_project, damage, tmp_p
     assert get(ops_project, "/readyz").status_code == 200
 
 
+EVENT_TRIGGER = """
+CREATE FUNCTION watch_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;
+CREATE EVENT TRIGGER watch_ddl ON ddl_command_start EXECUTE FUNCTION watch_ddl();
+"""
+
+
+def test_an_archive_that_needs_a_superuser_is_refused_and_the_site_comes_back(
+    ops_project, tmp_path
+):
+    """Sealed with the stack's own key, so it passes every check, but its dump creates what
+    only a superuser may: an event trigger, whose function would run inside every later schema
+    change. The dump is loaded as web's role, so PostgreSQL refuses it, the restore undoes
+    itself and the live data serves again, without the trigger."""
+    before = digests(ops_project)
+    psql(ops_project, EVENT_TRIGGER)
+    try:
+        dumped = subprocess.run(
+            ["docker", "compose", "exec", "-T", "db", "pg_dump", "--format=custom",
+             "--username=catcollector", "--dbname=catcollector"],
+            cwd=ops_project.directory, env=clean_env(), capture_output=True, timeout=120,
+            check=True,
+        )  # fmt: skip
+    finally:
+        psql(ops_project, "DROP EVENT TRIGGER watch_ddl; DROP FUNCTION watch_ddl()")
+    hostile = rebuilt(state["quiet"], tmp_path / state["quiet"].name, state["key"],
+                      dump=dumped.stdout)  # fmt: skip
+    result = restore(ops_project, hostile, "--replace")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "restore: failed at database" in output
+    assert "permission denied to create event trigger" in output
+    assert "undone: the previous database and photos serve again" in output
+    assert digests(ops_project) == before
+    assert psql(ops_project, "SELECT count(*) FROM pg_event_trigger") == "0"
+    assert "restoring" not in psql(ops_project, "SELECT string_agg(datname, ' ') FROM pg_database")
+    assert get(ops_project, "/readyz").status_code == 200
+
+
 def test_a_restore_over_data_asks_first(ops_project):
     before = digests(ops_project)
     result = restore(ops_project, state["quiet"], answer="no\n")

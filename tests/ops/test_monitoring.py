@@ -48,7 +48,7 @@ INTERVAL_S = 5
 # volume, Alertmanager its SMTP password (a compose secret).
 OWN_SECRETS = {
     "alertmanager": ["/run/secrets/alertmanager_smtp_password"],
-    "postgres-exporter": ["/run/secrets/catcollector/postgres_password"],
+    "postgres-exporter": ["/run/secrets/catcollector/postgres_app_password"],
     "redis-exporter": ["/run/secrets/catcollector/redis_password"],
 }
 # The services compose.monitoring.yaml adds.

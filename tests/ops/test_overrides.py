@@ -99,16 +99,17 @@ def test_tls_at_nginx(project, tmp_path):
 
 
 def test_secrets_from_files_of_your_own(project, tmp_path):
-    """operations.md, Secrets: the two files in SECRETS_DIR, the override in COMPOSE_FILE.
+    """operations.md, Secrets: the three files in SECRETS_DIR, the override in COMPOSE_FILE.
     First as the docs before this one said, by hand with -f and nothing in .env: ./ops then
     refuses, naming the line to add, and changes nothing; with it, every deploy opens the
-    database with the operator's password."""
+    database as web's role with the operator's password for it."""
     folder = tmp_path / "secrets"
     folder.mkdir()
     password = secrets.token_urlsafe(24)
-    (folder / "postgres_password").write_text(password)
+    (folder / "postgres_password").write_text(secrets.token_urlsafe(24))
+    (folder / "postgres_app_password").write_text(password)
     (folder / "django_secret_key").write_text(secrets.token_urlsafe(50))
-    for path in (folder / "postgres_password", folder / "django_secret_key"):
+    for path in folder.iterdir():
         path.chmod(0o444)
     add_to_env(project, SECRETS_DIR=str(folder))
     project.compose("-f", "compose.yaml", "-f", "compose.secrets.yaml", "up", "--detach", "--wait")
@@ -128,7 +129,7 @@ def test_secrets_from_files_of_your_own(project, tmp_path):
 
     def holds(version: str) -> None:
         assert readyz(project) == 200, version
-        database = project.compose("exec", "-T", "web", "cat", "/run/secrets/postgres_password")
+        database = project.compose("exec", "-T", "web", "cat", "/run/secrets/postgres_app_password")
         assert database.stdout == password
 
     three_deploys(project, holds)

@@ -10,6 +10,8 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
+import pytest
+
 from tests.harness import REPO
 from tests.harness.base_images import postgres_image, service_image
 from tests.harness.docker import clean_env, docker
@@ -177,6 +179,20 @@ def test_ports_written_twice_agree(compose_project):
         int(nginx["NGINX_HTTP_PORT"]),
         int(nginx["NGINX_HTTPS_PORT"]),
     ]
+
+
+@pytest.mark.parametrize(
+    ("files", "extra"),
+    [(("compose.yaml",), ()), (("compose.yaml", "compose.secrets.yaml"), (("SECRETS_DIR", "/s"),))],
+)
+def test_web_signs_in_as_the_role_db_roles_makes(files, extra):
+    """compose.yaml names web's role twice (x-app-role for db-roles, web's POSTGRES_*): the
+    two agree, with the generated secrets and with files of your own."""
+    services = json.loads(rendered(files, extra))["services"]
+    web, roles = services["web"]["environment"], services["db-roles"]["environment"]
+    assert web["POSTGRES_USER"] == roles["POSTGRES_APP_USER"] != roles["POSTGRES_USER"]
+    assert web["POSTGRES_PASSWORD_FILE"] == roles["POSTGRES_APP_PASSWORD_FILE"]
+    assert web["POSTGRES_DB"] == roles["POSTGRES_DB"]
 
 
 def test_one_shots_run_the_image_web_builds(compose_project):

@@ -16,7 +16,8 @@ CONNECT = (
 
 
 def stored(stack, name: str) -> str:
-    return stack.exec("web", "cat", f"{SECRETS}/{name}")
+    """A file of the secrets volume, read where all of them are mounted (db; web has its own)."""
+    return stack.exec("db", "cat", f"{SECRETS}/{name}")
 
 
 def connects(stack, password: str) -> bool:
@@ -109,6 +110,7 @@ def test_operator_secret_files_through_compose_secrets(compose_project, free_por
     key = "file-supplied-key-" + "Zt5Wq8Ln2Vb6Xc9Mk3Hj" * 3
     (operator_dir / "django_secret_key").write_text(key + "\n")
     (operator_dir / "postgres_password").write_text("password-from-a-file\n")
+    (operator_dir / "postgres_app_password").write_text("app-password-from-a-file\n")
     for path in (operator_dir, *operator_dir.iterdir()):
         path.chmod(0o555 if path.is_dir() else 0o444)
 

@@ -37,6 +37,7 @@ def test_fresh_up_reaches_healthy_with_migrations_applied(shared_stack):
         "init-secrets": ("exited", "", 0),
         "publish": ("exited", "", 0),
         "db": ("running", "healthy", 0),
+        "db-roles": ("exited", "", 0),
         "web": ("running", "healthy", 0),
         "nginx": ("running", "healthy", 0),
         "photos-backup": ("running", "healthy", 0),
@@ -301,20 +302,65 @@ def test_access_logs_are_json_with_the_client_address(shared_stack):
     assert web_line["remote_addr"] == client_address
 
 
-def test_secrets_generated_into_the_volume_readable_by_web_only(shared_stack):
+def test_secrets_generated_into_the_volume_web_sees_only_its_own(shared_stack):
     assert "django_secret_key generated" in shared_stack.logs("init-secrets")
+    # The volume as db sees it (the whole of it): the app group may read, nothing else.
     listing = shared_stack.exec(
-        "web", "stat", "-c", "%n %a %u %g", "/run/secrets/catcollector",
-        "/run/secrets/catcollector/django_secret_key",
+        "db", "stat", "-c", "%n %a %u %g", "/run/secrets/catcollector",
         "/run/secrets/catcollector/postgres_password",
     ).split("\n")  # fmt: skip
-    assert listing[:3] == [
+    assert listing[:2] == [
         "/run/secrets/catcollector 750 0 10001",
-        "/run/secrets/catcollector/django_secret_key 440 0 10001",
         "/run/secrets/catcollector/postgres_password 440 0 10001",
     ]
-    key = shared_stack.exec("web", "cat", "/run/secrets/catcollector/django_secret_key")
+    # web: its key and its role's password, never the superuser's or the backup key.
+    secrets = "/run/secrets/catcollector"
+    assert shared_stack.exec("web", "ls", secrets).split() == [
+        "django_secret_key", "postgres_app_password",
+    ]  # fmt: skip
+    listing = shared_stack.exec(
+        "web", "stat", "-c", "%n %a %u %g",
+        f"{secrets}/django_secret_key", f"{secrets}/postgres_app_password",
+    ).split("\n")  # fmt: skip
+    assert listing[:2] == [
+        f"{secrets}/django_secret_key 440 0 10001",
+        f"{secrets}/postgres_app_password 440 0 10001",
+    ]
+    key = shared_stack.exec("web", "cat", f"{secrets}/django_secret_key")
     assert re.fullmatch(r"[A-Za-z0-9_-]{64}", key)
+
+
+ROLE_FACTS = (
+    "from django.db import connection; c = connection.cursor(); "
+    'c.execute("SELECT current_user, r.rolsuper, r.rolcreaterole, r.rolcreatedb, '
+    "pg_get_userbyid(d.datdba) = current_user, "
+    "(SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+    "AND relkind IN ('r', 'S', 'v') AND relowner <> r.oid) "
+    "FROM pg_roles r, pg_database d WHERE r.rolname = current_user "
+    'AND d.datname = current_database()"); print(list(c.fetchone()))'
+)
+
+
+def test_web_uses_a_role_without_superuser_that_owns_the_database(shared_stack):
+    """web's role may do what the app does and no more: no superuser, no new roles or
+    databases; it owns the database and every table and sequence. db-roles brings a database
+    back in line at every up: here a table the superuser made and a password from elsewhere,
+    as a stack from before the role or another VM's restored database has them."""
+    facts = python_in_web(shared_stack, ROLE_FACTS)
+    assert facts == "['catcollector_app', False, False, False, True, 0]"
+    superuser = ["psql", "--username=catcollector", "--dbname=catcollector", "--command"]
+    shared_stack.exec("db", *superuser, "CREATE TABLE left_by_the_superuser (id int)")
+    shared_stack.exec("db", *superuser, "ALTER ROLE catcollector_app PASSWORD 'elsewhere'")
+    try:
+        brought = shared_stack.project.run("db-roles")
+        assert brought.stdout.strip().splitlines()[-1] == (
+            "app-role: catcollector_app owns catcollector, without superuser"
+        )
+        facts = python_in_web(shared_stack, ROLE_FACTS)
+        assert facts == "['catcollector_app', False, False, False, True, 0]"
+    finally:
+        shared_stack.exec("db", *superuser, "DROP TABLE IF EXISTS left_by_the_superuser")
+    assert shared_stack.get("/readyz", https=False).status_code == 200
 
 
 def test_relations_between_timeouts_hold(shared_stack):
@@ -397,6 +443,7 @@ def test_containers_are_locked_down(shared_stack):
     services = {
         "init-secrets": {"CHOWN"},
         "db": {"CHOWN", "DAC_READ_SEARCH", "SETGID", "SETUID"},
+        "db-roles": set(),
         "web": set(),
         "nginx": set(),
         # Root with no capability: it reads the photos (world-readable) and its own volume.
@@ -412,7 +459,7 @@ def test_containers_are_locked_down(shared_stack):
         assert host["PidsLimit"] > 0, service
         assert host["LogConfig"]["Type"] == "json-file", service
         assert {"max-size", "max-file"} <= set(host["LogConfig"]["Config"]), service
-        expected_restart = "no" if service == "init-secrets" else "unless-stopped"
+        expected_restart = "no" if service in ("init-secrets", "db-roles") else "unless-stopped"
         assert host["RestartPolicy"]["Name"] == expected_restart, service
         published = {p: b for p, b in (host["PortBindings"] or {}).items() if b}
         if service == "nginx":

@@ -98,11 +98,15 @@ def test_redis_and_the_worker_are_locked_down_like_web(shared_stack):
 
 def test_redis_reads_its_own_secret_and_no_other(shared_stack):
     """The secrets volume holds every secret of the stack (the database's, Django's, the
-    backup key); Redis is given the one file of its own."""
-    stored = set(shared_stack.exec("web", "ls", "/run/secrets/catcollector").split())
+    backup key), whole only in db; Redis is given the one file of its own, web and the worker
+    theirs."""
+    stored = set(shared_stack.exec("db", "ls", "/run/secrets/catcollector").split())
     assert {"redis_password", "postgres_password", "backup_key"} <= stored
     seen = shared_stack.exec("redis", "ls", "-A", "/run/secrets/catcollector").split()
     assert seen == ["redis_password"]
+    for service in ("web", "worker"):
+        seen = shared_stack.exec(service, "ls", "-A", "/run/secrets/catcollector").split()
+        assert seen == ["django_secret_key", "postgres_app_password", "redis_password"], service
     mounts = {m["Destination"]: m for m in shared_stack.inspect("redis")["Mounts"]}
     assert not any(d.startswith("/run/secrets") and d != "/run/secrets/catcollector/redis_password"
                    for d in mounts)  # fmt: skip
@@ -246,7 +250,7 @@ def stack_without_worker(compose_project, free_port) -> Stack:
 def test_without_the_override_web_makes_the_thumbnail_in_the_request(stack_without_worker):
     stack = stack_without_worker
     assert {c["Service"] for c in stack.project.ps()} == {
-        "init-secrets", "publish", "db", "web", "nginx", "photos-backup",
+        "init-secrets", "publish", "db", "db-roles", "web", "nginx", "photos-backup",
     }  # fmt: skip
     stack.create_superuser()
     client = stack.signed_in_client()

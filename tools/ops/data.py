@@ -107,6 +107,18 @@ class Data:
             self._identity = (printed[0] or "postgres", printed[1] or printed[0] or "postgres")
         return self._identity
 
+    def app_role(self) -> str:
+        """web's role (compose.yaml, x-app-role; db-roles makes it): restored data is loaded
+        as this role and belongs to it, so a dump can do nothing web could not."""
+        return self.project.config()["services"]["web"]["environment"]["POSTGRES_USER"]
+
+    def app_role_exists(self) -> bool:
+        found = self.psql(
+            f"SELECT 1 FROM pg_roles WHERE rolname = {literal(self.app_role())}",  # noqa: S608
+            what="looking for web's database role",
+        )  # fmt: skip
+        return found == "1"
+
     def psql(
         self, sql: str, database: str = "postgres", *, what: str = "psql", transaction: bool = True
     ) -> str:
@@ -182,19 +194,19 @@ class Data:
         )  # fmt: skip
 
     def create_database(self, name: str) -> None:
-        role, _ = self.identity()
         self.psql(
-            f"CREATE DATABASE {quote(name)} OWNER {quote(role)} TEMPLATE template0",
+            f"CREATE DATABASE {quote(name)} OWNER {quote(self.app_role())} TEMPLATE template0",
             what=f"creating database {name}", transaction=False,
         )  # fmt: skip
 
     def restore_into(self, name: str, source: Iterable[bytes]) -> None:
         """The whole dump into the empty database `name`, in one transaction: all or nothing.
-        Objects are owned by the stack's role whatever role owned them when dumped."""
-        role, _ = self.identity()
+        Loaded as web's role, never the superuser, over the container's socket: objects belong
+        to it whatever role owned them when dumped, and what needs a superuser (an event
+        trigger, a program run by COPY, an untrusted language) fails the restore."""
         self.pg_restore(
-            source, "--single-transaction", "--exit-on-error", "--no-owner",
-            f"--username={role}", f"--dbname={name}",
+            source, "--single-transaction", "--exit-on-error", "--no-owner", "--no-privileges",
+            f"--username={self.app_role()}", f"--dbname={name}",
             what="pg_restore",
         )  # fmt: skip
 

@@ -5,7 +5,9 @@ The steps, each a method with one way to fail:
            containers were made from), the running release (A) and its web containers (N)
   images   the release's images (B) on this VM: present, built from the checkout, or pulled
   publish  B's static files and nginx templates into the site volume, beside A's
-  migrate  B's migrations, once, while A serves (they must be backward compatible)
+  migrate  web's database role made where a stack predates it (db-roles: no superuser, the
+           owner of the app's database), then B's migrations as that role, once, while A
+           serves (they must be backward compatible)
   start    N web containers of B beside A's; nginx sends them nothing yet. With the worker
            (compose.worker.yaml), M workers of B beside A's too (at least one). Services no
            container of which exists yet (an override just added: the monitoring set; a
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 
 from tools.ops import commands, logs
 from tools.ops.console import Console, OpsError
+from tools.ops.data import Data
 from tools.ops.history import Entry, History, Rollbacks
 from tools.ops.images import Images, check_version
 from tools.ops.project import Container, Project
@@ -180,6 +183,11 @@ class Deployment:
         self.console.note(self.run_release("publish", *commands.PUBLISH, release=self.target))
 
     def migrate(self) -> None:
+        # A stack from before web's role: its password (init-secrets keeps every secret it
+        # finds), then the role. Once made, every `up` keeps it in line (db-roles).
+        if self.project.has_service("db-roles") and not Data(self.project).app_role_exists():
+            self.run_release("init-secrets", release=self.target)
+            self.console.note(self.run_release("db-roles", release=self.target))
         try:
             self.run_release("web", *commands.MIGRATE, release=self.target)
         except OpsError as error:

@@ -12,7 +12,8 @@ The steps, each with one way to fail:
   photos       the snapshot into a folder beside the photos (postgres/photos-restore.sh stage)
   switch       both become the live ones (renames); the previous ones are kept aside
   recover      PostgreSQL starts, replays the archive to the moment and opens (a new timeline)
-  migrate      the release's migrations on the restored database
+  migrate      web's role brought in line (db-roles), then the release's migrations on the
+               restored database
   serve        web and the rest start, healthy and ready; maintenance off; what was set aside goes
 A failure, Ctrl-C or SIGTERM before `serve` puts the previous database and photos back, starts
 everything again and ends maintenance: the site comes back as it was.
@@ -183,6 +184,10 @@ class PointInTime:
                           f"{time.monotonic() - started:.1f} s")  # fmt: skip
 
     def migrate(self) -> None:
+        # The moment's roles are the cluster's: web's may predate its role, or its password.
+        self.console.note(self.project.run(
+            commands.one_off("db-roles"), what="web's database role",
+        ).stdout.strip().splitlines()[-1])  # fmt: skip
         result = self.project.run(
             commands.one_off("web", *commands.MIGRATE), what="the release's migrations"
         )

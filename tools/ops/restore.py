@@ -50,9 +50,9 @@ class Restore:
         self.name = ""
         self.checked: Checked | None = None
         self.manifest: dict = {}
-        # Found by check: the release, the database role and the three database names.
+        # Found by check: the release and the three database names.
         self.app = ""
-        self.role = self.live = self.restoring = self.set_aside = ""
+        self.live = self.restoring = self.set_aside = ""
         # Whether web must be started again by undo(), and whether the site already serves the
         # restored data (from then on a failed clean-up is not undone).
         self.web_stopped = False
@@ -101,7 +101,7 @@ class Restore:
                 f"migrations {', '.join(unknown)}; deploy {self.manifest['app_version']} (or "
                 "later) first, then restore; nothing changed"
             )
-        self.role, self.live = self.data.identity()
+        _, self.live = self.data.identity()
         self.restoring = self.live + RESTORING_SUFFIX
         self.set_aside = self.live + SET_ASIDE_SUFFIX
         # An interrupted restore's leftovers (this verb holds the project's lock).

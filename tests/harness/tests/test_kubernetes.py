@@ -77,8 +77,11 @@ TMPFS_LEFT_OUT = {
     "/run/backup-ssh": "the archive's remote copy's keys; the official image has none",
 }
 # Values that differ from compose's default, each with why.
+NO_APP_ROLE = "web signs in as the bootstrap role: kubernetes/ has no db-roles Job yet"
 CHANGED = {
     "DJANGO_MIGRATE_ON_START": ("false", "the migrate Job applies the migrations"),
+    "POSTGRES_USER": ("catcollector", NO_APP_ROLE),
+    "POSTGRES_PASSWORD_FILE": ("/run/secrets/catcollector/postgres_password", NO_APP_ROLE),
 }
 
 

@@ -146,14 +146,13 @@ def test_the_nginx_exporter_reads_the_status_port_nginx_listens_on():
 
 
 def test_the_exporters_read_the_secrets_as_web_does():
-    """The secret files' group is the web image's app group; the database password is web's
-    file, named by the same setting."""
+    """The secret files' group is the web image's app group; the database role and password
+    are web's (the app's role, no superuser)."""
     app_gid = image_env("Dockerfile", "APP_GID")
-    compose = (REPO / "compose.yaml").read_text()
-    [web_password] = re.findall(r"POSTGRES_PASSWORD_FILE: (\$\{POSTGRES_PASSWORD_FILE:-[^}]+\})",
-                                compose)  # fmt: skip
+    web = yaml.safe_load((REPO / "compose.yaml").read_text())["services"]["web"]["environment"]
     exporter = COMPOSE["postgres-exporter"]
-    assert exporter["environment"]["DATA_SOURCE_PASS_FILE"] == web_password
+    assert exporter["environment"]["DATA_SOURCE_USER"] == web["POSTGRES_USER"]
+    assert exporter["environment"]["DATA_SOURCE_PASS_FILE"] == web["POSTGRES_PASSWORD_FILE"]
     for service in ("postgres-exporter", "redis-exporter"):
         assert COMPOSE[service]["group_add"] == [app_gid], service
 
