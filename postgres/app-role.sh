@@ -1,11 +1,11 @@
 #!/bin/sh
 # app-role: web's database role (POSTGRES_APP_USER) as it must be, whatever the database held
 # before: it exists, logs in with this stack's password (POSTGRES_APP_PASSWORD_FILE), is no
-# superuser and may create neither roles nor databases, and owns the app's database, its public
-# schema and everything in it. The db-roles service runs it at every `up`, and ./ops before
-# each migration, as the bootstrap superuser over the backend network: a stack from before the
-# role, or a database restored from another VM's or another moment's archive, is brought in
-# line the same way. Idempotent; exit 1 with psql's line on failure.
+# superuser and may create neither roles nor databases, owns the app's database, its public
+# schema and everything in it, and may mark restore points. The db-roles service runs it at
+# every `up`, ./ops where a stack predates the role and after restore --time, as the bootstrap
+# superuser over the backend network: a database from another moment or VM is brought in line
+# the same way. Idempotent; exit 1 with psql's line on failure.
 set -eu
 
 PGPASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
@@ -37,5 +37,8 @@ SELECT format('ALTER SEQUENCE %s OWNER TO %I', c.oid::regclass, :'role')
   FROM pg_class c
   WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'S'
     AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = :'role') \gexec
+-- ./ops backup's restore check names a point in the WAL through web's image
+-- (scripts/restore_point.py): a marker, which a superuser alone may write unless granted.
+GRANT EXECUTE ON FUNCTION pg_create_restore_point(text) TO :"role";
 SQL
 echo "app-role: $POSTGRES_APP_USER owns $POSTGRES_DB, without superuser"
