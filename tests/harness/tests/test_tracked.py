@@ -12,6 +12,14 @@ from tests.harness.tracked import (
 )
 
 
+def repository(root: Path, files: dict[str, str]) -> None:
+    """`files` (name: text) written under `root`, a new git repository."""
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+
+
 def test_dockerfile_names():
     assert is_dockerfile("Dockerfile")
     assert is_dockerfile("nginx/Dockerfile")
@@ -31,13 +39,10 @@ def test_shell_scripts_by_extension_and_by_shebang_not_ignored_ones(tmp_path: Pa
         "README.md": "a line mentioning #!/bin/sh\n",
         "Dockerfile": "FROM python:3.13-slim-trixie\n",
     }
-    for name, text in files.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
+    repository(tmp_path, files)
     (tmp_path / "new-not-added-yet.sh").write_text("echo\n")
     (tmp_path / "ignored.sh").write_text("echo\n")
     (tmp_path / ".gitignore").write_text("ignored.sh\n")
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     subprocess.run(["git", "-C", str(tmp_path), "add", *files], check=True)
     assert tracked_shell_scripts(tmp_path) == [
         "lib.sh",
@@ -57,10 +62,7 @@ def test_compose_files_by_their_top_level_services_key(tmp_path: Path):
         ".github/workflows/ci.yaml": "jobs:\n  test:\n    services:\n      db: {}\n",
         "notes.md": "services:\n",
     }
-    for name, text in files.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    repository(tmp_path, files)
     assert tracked_compose_files(tmp_path) == [
         "compose.yaml",
         "nginx/compose.tls.yaml",
@@ -76,10 +78,7 @@ def test_kustomizations_are_the_folders_holding_a_kustomization_file(tmp_path: P
         "kubernetes/overlays/odd/Kustomization": "resources: []\n",
         "docs/kustomization.yaml.md": "not one\n",
     }
-    for name, text in files.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    repository(tmp_path, files)
     assert tracked_kustomizations(tmp_path) == [
         "kubernetes/base",
         "kubernetes/overlays/odd",
