@@ -186,8 +186,8 @@ def test_ports_written_twice_agree(compose_project):
     [(("compose.yaml",), ()), (("compose.yaml", "compose.secrets.yaml"), (("SECRETS_DIR", "/s"),))],
 )
 def test_web_signs_in_as_the_role_db_roles_makes(files, extra):
-    """compose.yaml names web's role twice (x-app-role for db-roles, web's POSTGRES_*): the
-    two agree, with the generated secrets and with files of your own."""
+    """web signs in as the role db-roles makes, with the generated secrets and with files of
+    your own (compose.secrets.yaml points both at its own file)."""
     services = json.loads(rendered(files, extra))["services"]
     web, roles = services["web"]["environment"], services["db-roles"]["environment"]
     assert web["POSTGRES_USER"] == roles["POSTGRES_APP_USER"] != roles["POSTGRES_USER"]
