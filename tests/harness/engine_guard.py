@@ -11,13 +11,10 @@ CLI: python -m tests.harness.engine_guard   (exit 1, with the reason, when the e
 
 from __future__ import annotations
 
-import re
 import sys
 
 from tests.harness.docker import RUN_LABEL, docker
-from tests.harness.leftovers import COMPOSE_PROJECT_LABEL, STACK_LABEL
-
-TEST_RUN = re.compile(r"^tr[0-9a-f]{8}(-|$)")
+from tests.harness.leftovers import COMPOSE_PROJECT_LABEL, STACK_LABEL, TEST_RUN
 
 
 def foreign_containers() -> list[str]:
