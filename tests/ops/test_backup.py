@@ -204,7 +204,7 @@ def test_the_scheduled_backup_runs_under_load_and_prunes_by_retention(ops_projec
         time.sleep(1)
     state["acknowledged_after"] = set(traffic.acknowledged) - state["acknowledged_by_end"]
     assert result.returncode == 0, result.stdout + result.stderr
-    assert traffic.failures == [], traffic.failures[:10]
+    assert traffic.failures == [], traffic.explain(ops_project.logs())
     assert traffic.resent <= VISITORS, traffic.summary()
     assert written_once(ops_project.site, traffic.acknowledged) == {}
     record("backup under load", {**traffic.summary(), "seconds": round(seconds, 1)})

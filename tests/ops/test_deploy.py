@@ -91,7 +91,7 @@ def deploy_under_load(project, front, *args: str, expect_success: bool = True, o
     text = "".join(output)
     assert (process.returncode == 0) == expect_success, text
     assert traffic.requests > 50
-    assert traffic.failures == [], traffic.failures[:10]
+    assert traffic.failures == [], traffic.explain(project.logs(), *front.access_lines())
     assert traffic.resent <= RESENDS_BOUND, traffic.summary()
     acknowledged = traffic.acknowledged + ([upload.name] if upload.status == 302 else [])
     assert written_once(project.site, acknowledged) == {}

@@ -238,7 +238,7 @@ def test_the_next_deploy_switches_the_monitoring_set_on_losing_no_request(
     with Traffic(ops_project.site) as traffic:
         ops_project.ops("deploy", "b", "--build")
     assert traffic.requests > 50
-    assert traffic.failures == [], traffic.failures[:10]
+    assert traffic.failures == [], traffic.explain(ops_project.logs())
     for service in MONITORING:
         assert ops_project.container_ids(service), f"{service} did not start with the deploy"
     # ./ops backup prints the archive's path last.

@@ -13,6 +13,10 @@ The visitors' connections resend what a browser resends and nothing more
 (tests/harness/browser_connection.py): a GET on a reused connection that was closed before any
 byte of an answer, once. Each resend is counted in `resent`, which the tests bound and record
 beside `failures`. A write is never resent.
+
+Each failure names the answer's request id (nginx sets X-Request-ID on everything it answers;
+a balancer's own answer has none), so `explain` can show what nginx and the balancer logged for
+exactly those requests.
 """
 
 from __future__ import annotations
@@ -39,6 +43,18 @@ LOOP_BOUND_S = 240
 REQUEST_TIMEOUT_S = 15
 STATIC_LINK = re.compile(r'(?:href|src)="(/static/[^"]+)"')
 HEADERS = {"Host": SITE_HOST, "X-Forwarded-Proto": "https"}
+# nginx's error log format ("2026/12/06 05:00:00 [error] 29#29: *1 upstream prematurely...").
+NGINX_ERROR = re.compile(r"\[(?:warn|error|crit|alert|emerg)\] ")
+# A 5xx in nginx's JSON access line, or in HAProxy's httplog line (nginx never logged a 5xx
+# the balancer made itself).
+ANSWERED_5XX = re.compile(r'"status":5\d\d|\s5\d\d\s')
+EXPLAINED_LINES_BOUND = 40
+
+
+def answered_by(headers) -> str:
+    """Which request an answer was: nginx's request id, or the note that nginx gave none."""
+    request_id = headers.get("X-Request-ID") if headers is not None else None
+    return f" (request {request_id})" if request_id else " (no X-Request-ID)"
 
 
 @dataclass
@@ -92,7 +108,10 @@ class Traffic:
         except (OSError, http.client.HTTPException) as error:  # resets, timeouts included
             self.count(False, f"{site.name}: GET {path}: {type(error).__name__} {error}")
             return None
-        self.count(answer.status == 200, f"{site.name}: GET {path}: {answer.status}")
+        self.count(
+            answer.status == 200,
+            f"{site.name}: GET {path}: {answer.status}{answered_by(answer.headers)}",
+        )
         return answer.text if answer.status == 200 else None
 
     def visit(self, stop: threading.Event) -> None:
@@ -123,11 +142,31 @@ class Traffic:
                                   f"{type(error).__name__} {error}")  # fmt: skip
                 continue
             ok = response.status_code == 302
-            self.count(ok, f"{self.sites[0].name}: POST /cats/new/: {response.status_code}")
+            self.count(ok, f"{self.sites[0].name}: POST /cats/new/: {response.status_code}"
+                           f"{answered_by(response.headers)}")  # fmt: skip
             if ok:
                 with self.lock:
                     self.acknowledged.append(name)
             time.sleep(PAUSE_S * 4)
+
+    def explain(self, *logs: str) -> list[str]:
+        """The failures, then what the logs given (nginx's, the balancer's, web's) say of them:
+        the lines naming a failed request's id, then nginx's error lines and every 5xx logged."""
+        ids = set(re.findall(r"\(request ([^)]+)\)", " ".join(self.failures)))
+        lines = [line for text in logs for line in text.splitlines()]
+        named = [line for line in lines if any(i in line for i in ids)]
+        errors = [
+            line
+            for line in lines
+            if line not in named and (NGINX_ERROR.search(line) or ANSWERED_5XX.search(line))
+        ]
+        return [
+            *self.failures[:10],
+            "--- the logs' lines naming them:",
+            *named[:EXPLAINED_LINES_BOUND],
+            "--- errors and 5xx answers logged:",
+            *errors[-EXPLAINED_LINES_BOUND:],
+        ]
 
     def summary(self) -> dict[str, int]:
         """What a test records beside its own numbers: requests, failed, and the resends

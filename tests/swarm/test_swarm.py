@@ -188,7 +188,7 @@ def test_a_rolling_update_under_load_loses_no_request(swarm_stack, images, front
         update_seconds = round(time.monotonic() - started, 1)
         time.sleep(1)
     assert traffic.requests > 50
-    assert traffic.failures == [], traffic.failures[:10]
+    assert traffic.failures == [], traffic.explain(*logged(swarm_stack, front))
     assert traffic.resent <= RESENDS_BOUND, traffic.summary()
     assert written_once(site, traffic.acknowledged) == {}
 
@@ -235,7 +235,7 @@ def test_a_release_that_never_becomes_healthy_is_rolled_back_by_swarm(swarm_stac
     assert broken, "no task of the broken release ran"
     assert all(c["State"]["Health"]["Status"] == "unhealthy" for c in broken)
     assert traffic.requests > 50
-    assert traffic.failures == [], traffic.failures[:10]
+    assert traffic.failures == [], traffic.explain(*logged(swarm_stack, front))
     assert traffic.resent <= RESENDS_BOUND, traffic.summary()
     assert written_once(site, traffic.acknowledged) == {}
     record("swarm update to a never-healthy release", {
@@ -280,6 +280,15 @@ def rollback_outcome(stack) -> str | None:
     """How web's update ended once swarm has rolled it back (or given up rolling back)."""
     state = (stack.inspect("web").get("UpdateStatus") or {}).get("State", "")
     return state if state in ("rollback_completed", "rollback_paused") else None
+
+
+def logged(stack, front) -> tuple[str, str, str]:
+    """What nginx's tasks, web's tasks and the balancer wrote, for a failure's explanation."""
+    return (
+        "\n".join(f"{task} {line}" for task, line in stack.task_lines("nginx")),
+        "\n".join(f"{task} {line}" for task, line in stack.task_lines("web")),
+        "\n".join(front.access_lines()),
+    )
 
 
 def upstream_errors(stack) -> Counter[str]:
