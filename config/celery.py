@@ -10,7 +10,8 @@ worker here:
 - touches HEARTBEAT_FILE every HEARTBEAT_INTERVAL_S while its consumer is connected to the
   broker, and removes it when the consumer stops: the container's health check reads its age
   (compose.worker.yaml), which costs a `stat`, not a Python start (docs/operations.md);
-- sizes its photo slots from its own container's memory and pool (size_photo_slots).
+- refuses a pool of another size than the one its photo slots were sized for
+  (refuse_another_pool_size).
 """
 
 import os
@@ -62,20 +63,20 @@ def keep_djangos_logging(**kwargs) -> None:
 
 
 @signals.worker_init.connect
-def size_photo_slots(sender=None, **kwargs) -> None:
-    """The photo slots of this container (app.cats.photos) get what its memory limit leaves
-    once its own processes are counted: the pool's (`sender`, the worker, knows how many, also
-    when given --concurrency) and the main one. Set in the main process before the pool forks,
-    so every pool process shares the same slot files and count."""
+def refuse_another_pool_size(sender=None, **kwargs) -> None:
+    """The settings size the worker's photo slots (CELERY_PHOTO_CHECK_MEMORY_BYTES) from
+    CELERY_WORKER_CONCURRENCY: a pool of another size (`--concurrency` on the command line)
+    would share memory they did not count, so the worker stops, saying which setting to use.
+    SystemExit, because Celery logs and goes past any Exception a signal's receiver raises."""
     from django.conf import settings  # noqa: PLC0415 (Django is set up by now)
 
-    from config.settings import photo_check_memory  # noqa: PLC0415
-
-    pool = getattr(sender, "concurrency", None) or settings.CELERY_WORKER_CONCURRENCY
-    processes = pool + 1
-    settings.PHOTO_CHECK_MEMORY_BYTES = photo_check_memory(
-        processes, settings.CELERY_PROCESS_MEMORY_BYTES
-    )
+    pool = getattr(sender, "concurrency", None)
+    if pool is not None and pool != settings.CELERY_WORKER_CONCURRENCY:
+        raise SystemExit(
+            f"error: the pool has {pool} processes but CELERY_WORKER_CONCURRENCY is "
+            f"{settings.CELERY_WORKER_CONCURRENCY}, from which the photo slots are sized; "
+            "set CELERY_WORKER_CONCURRENCY instead of --concurrency"
+        )
 
 
 @signals.task_prerun.connect

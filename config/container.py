@@ -52,6 +52,12 @@ def cgroup_cpu_quota(cgroup_root: Path) -> float | None:
         return None
 
 
+# What serves this process, named by config/gunicorn.py before the settings load: "wsgi
+# THREADS" in gunicorn's wsgi workers (config.settings declares their database pool from it),
+# unset in every other process.
+SERVED_BY = "CATCOLLECTOR_SERVED_BY"
+
+
 def default_workers(cpus: int) -> int:
     """Two processes per CPU: one process runs Python on at most one CPU (the GIL), and a
     second keeps that CPU busy while the first waits on the database. Never fewer than two,

@@ -12,13 +12,14 @@ running config.asgi). Both write the same JSON access log (config.gunicorn_loggi
 
 import gc
 import ipaddress
+import os
 
 from django.conf import settings
 from django.db import connections
 from psycopg_pool import PoolTimeout
 
 from config import gunicorn_logging, metrics, metrics_files
-from config.container import attached_networks, gunicorn_workers
+from config.container import SERVED_BY, attached_networks, gunicorn_workers
 from config.env import Env
 from config.errors import ConfigurationError, exit_on_configuration_error
 from config.pools import close_pools
@@ -30,10 +31,6 @@ MODES = {
     "wsgi": ("config.wsgi:application", "sync"),
     "asgi": ("config.asgi:application", "config.uvicorn_worker.JsonUvicornWorker"),
 }
-# How long a wsgi request waits for a database connection (see below): longer than opening
-# one takes, even with TLS to a managed database.
-POOL_WAIT_S = 0.25
-
 # nginx's request limits (nginx/templates/site.conf.template, "Request size"): the home of the
 # stack's limits. gunicorn's own below follow them, so whatever nginx passes on, gunicorn
 # parses, and a client never gets gunicorn's error page (which names the server and its
@@ -68,7 +65,7 @@ def post_worker_init(worker) -> None:
     """Count the worker's threads into gunicorn's capacity (wsgi only: uvicorn's requests have
     no fixed number; config.metrics).
 
-    Open the database pool and wait (POOL_WAIT_S) for its first connection before serving,
+    Open the database pool and wait (DB_POOL_WAIT_S) for its first connection before serving,
     so the worker's first requests do not all wait for one at once (see max_waiting below).
     A database that does not answer is the requests' business: the worker serves anyway
     (liveness; readiness answers 503)."""
@@ -78,7 +75,7 @@ def post_worker_init(worker) -> None:
         return
     database = connections["default"]
     try:
-        database.pool.open(wait=True, timeout=POOL_WAIT_S)
+        database.pool.open(wait=True, timeout=settings.DB_POOL_WAIT_S)
     except PoolTimeout:
         # psycopg_pool closes a pool whose wait timed out, for good: drop it, and the first
         # request opens a new one (tests/faults/test_outages.py replaces workers mid-outage).
@@ -124,6 +121,19 @@ def worker_exit(server, worker) -> None:
 with exit_on_configuration_error():
     _env = Env()
     _mode = _env.choice("GUNICORN_MODE", "wsgi", tuple(MODES))
+    # One request at a time per process by default: gunicorn's sync worker accepts a
+    # connection only when it is idle, so requests nginx sends wait in the kernel's one queue
+    # for whichever worker frees first. gthread accepts whatever comes and queues it behind its
+    # own busy threads while another worker may be idle: at 32 concurrent requests its p99 was
+    # 3 to 5 times its median (docs/benchmarks.md). nginx buffers whole requests and responses,
+    # so a slow client never holds a sync worker. More threads suit slow database queries.
+    threads = _env.integer("GUNICORN_THREADS", 1, minimum=1, maximum=256)
+    if _mode != "wsgi":
+        threads = 1  # uvicorn's workers do not use threads (gunicorn warns otherwise)
+    else:
+        # The settings declare a wsgi worker's database pool from its threads (config.settings,
+        # wsgi_threads): named before they load.
+        os.environ[SERVED_BY] = f"wsgi {threads}"
     load_for_serving(_mode)
     wsgi_app, worker_class = MODES[_mode]
 
@@ -147,13 +157,6 @@ with exit_on_configuration_error():
 
     # Two per CPU by default (config.container.default_workers).
     workers = gunicorn_workers(_env)
-    # One request at a time per process by default: gunicorn's sync worker accepts a
-    # connection only when it is idle, so requests nginx sends wait in the kernel's one queue
-    # for whichever worker frees first. gthread accepts whatever comes and queues it behind its
-    # own busy threads while another worker may be idle: at 32 concurrent requests its p99 was
-    # 3 to 5 times its median (docs/benchmarks.md). nginx buffers whole requests and responses,
-    # so a slow client never holds a sync worker. More threads suit slow database queries.
-    threads = _env.integer("GUNICORN_THREADS", 1, minimum=1, maximum=256)
     if _mode == "wsgi" and threads > 1:
         worker_class = "gthread"
     _pooled = settings.DB_CONNECTIONS == "pool"
@@ -162,22 +165,6 @@ with exit_on_configuration_error():
             f"GUNICORN_THREADS={threads} is more than DJANGO_DB_POOL_MAX_SIZE="
             f"{settings.DB_POOL_MAX_SIZE}; threads would wait for database connections"
         )
-    if _mode != "wsgi":
-        threads = 1  # uvicorn's workers do not use threads (gunicorn warns otherwise)
-    elif _pooled:
-        # A wsgi process holds at most `threads` connections, and its pool is opened before it
-        # serves (post_worker_init): a request waits for a connection only while PostgreSQL
-        # does not answer. It waits POOL_WAIT_S, not DATABASE_CONNECT_TIMEOUT, so the requests
-        # queued behind it, /healthz included, move on at once, and a waiter leaving lets the
-        # next request start a new reconnection attempt: requests succeed again about a second
-        # after PostgreSQL answers (tests/faults/test_outages.py).
-        _pool = settings.DATABASES["default"]["OPTIONS"]["pool"]
-        _pool["timeout"] = _pool["reconnect_timeout"] = POOL_WAIT_S
-        if threads > 1:
-            # gthread: a connection per thread, kept (the pool grows only for a waiting
-            # request), and at most threads - 1 waiting: one thread stays free for /healthz.
-            _pool["min_size"] = threads
-            _pool["max_waiting"] = threads - 1
 
     # Django is imported once, in the master, and workers fork from it: a replaced worker
     # (max_requests) serves at once instead of importing everything again, and the workers

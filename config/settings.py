@@ -13,7 +13,13 @@ from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import quote
 
-from config.container import available_cpus, gunicorn_workers, memory_limit, tmpfs_size
+from config.container import (
+    SERVED_BY,
+    available_cpus,
+    gunicorn_workers,
+    memory_limit,
+    tmpfs_size,
+)
 from config.env import Env
 from config.errors import ConfigurationError, install_excepthook
 from config.hosts import HOST_PATTERN
@@ -167,6 +173,21 @@ SILENCED_SYSTEM_CHECKS = [
 DATABASE_CONNECT_TIMEOUT = env.integer("DATABASE_CONNECT_TIMEOUT", 5, minimum=1, maximum=300)
 DB_CONNECTIONS = env.choice("DJANGO_DB_CONNECTIONS", "pool", ("pool", "persistent", "per-request"))
 DB_POOL_MAX_SIZE = env.integer("DJANGO_DB_POOL_MAX_SIZE", 10, minimum=1, maximum=1000)
+# How long a request of a wsgi worker waits for a database connection (below): longer than
+# opening one takes, even with TLS to a managed database.
+DB_POOL_WAIT_S = 0.25
+
+
+def wsgi_threads() -> int | None:
+    """The threads of the gunicorn wsgi worker this process is (config.container.SERVED_BY),
+    or None: manage.py's commands, the worker and uvicorn's workers keep the pool's defaults."""
+    served_by = env.raw(SERVED_BY) or ""
+    match served_by.split():
+        case ["wsgi", threads] if threads.isdigit():
+            return int(threads)
+        case []:
+            return None
+    raise ConfigurationError(f"{SERVED_BY}={served_by!r} is config/gunicorn.py's to set; unset it")
 
 
 def read_database() -> dict:
@@ -208,10 +229,24 @@ def read_database() -> dict:
             "timeout": DATABASE_CONNECT_TIMEOUT,
             # After an outage the pool retries with a doubling pause (1, 2, 4 s...) for this
             # long, then starts over with an immediate attempt at the next request. Kept at
-            # the wait above (lower, a request still waiting would time out); gunicorn's wsgi
-            # workers shorten both (config/gunicorn.py, POOL_WAIT_S).
+            # the wait above (lower, a request still waiting would time out).
             "reconnect_timeout": DATABASE_CONNECT_TIMEOUT,
         }
+        threads = wsgi_threads()
+        if threads is not None:
+            # A wsgi worker holds at most `threads` connections, and its pool is opened
+            # before it serves (config/gunicorn.py, post_worker_init): a request waits for a
+            # connection only while PostgreSQL does not answer. It waits DB_POOL_WAIT_S, not
+            # DATABASE_CONNECT_TIMEOUT, so the requests queued behind it, /healthz included,
+            # move on at once, and a waiter leaving lets the next request start a new
+            # reconnection attempt: requests succeed again about a second after PostgreSQL
+            # answers (tests/faults/test_outages.py).
+            options["pool"]["timeout"] = options["pool"]["reconnect_timeout"] = DB_POOL_WAIT_S
+        if threads is not None and threads > 1:
+            # gthread: a connection per thread, kept (the pool grows only for a waiting
+            # request), and at most threads - 1 waiting: one thread stays free for /healthz.
+            options["pool"]["min_size"] = threads
+            options["pool"]["max_waiting"] = threads - 1
     elif DB_CONNECTIONS == "persistent":
         # Reused for up to ten minutes, with a health check before the first query of a request.
         database["CONN_MAX_AGE"] = 600
@@ -367,8 +402,8 @@ def photo_check_memory(processes: int, process_bytes: int) -> int:
     )
 
 
-# web's: gunicorn's workers. The worker container replaces it with its own when it starts
-# (config.celery, size_photo_slots): its pool's processes, in its own memory limit.
+# web's: gunicorn's workers. The worker's is CELERY_PHOTO_CHECK_MEMORY_BYTES (below); each is
+# worked out in every container, and read only in its own.
 PHOTO_CHECK_MEMORY_BYTES = photo_check_memory(gunicorn_workers(env), WORKER_MEMORY_BYTES)
 # The slots are files on this tmpfs, private to the container (app/cats/slots.py).
 PHOTO_CHECK_SLOT_DIR = "/dev/shm"  # noqa: S108 (a tmpfs of the container's own)
@@ -442,6 +477,11 @@ CELERY_WORKER_CONCURRENCY = env.integer(
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Memory a pool process counts for when the worker sizes its photo slots (measured: docs).
 CELERY_PROCESS_MEMORY_BYTES = 80 * 1024 * 1024
+# The worker container's memory for photo slots: its pool's processes and the main one
+# (config.celery refuses a --concurrency that differs from CELERY_WORKER_CONCURRENCY).
+CELERY_PHOTO_CHECK_MEMORY_BYTES = photo_check_memory(
+    CELERY_WORKER_CONCURRENCY + 1, CELERY_PROCESS_MEMORY_BYTES
+)
 
 
 # --- Monitoring (docs/operations.md, Monitoring) --------------------------------------------

@@ -30,7 +30,8 @@ def schedule(cat_id: int, photo_name: str, request: str | None = None) -> None:
         if tasks.queue(cat_id, photo_name, request):
             return
     try:
-        thumbnails.make(cat_id, photo_name, wait_s=settings.PHOTO_CHECK_WAIT_SECONDS)
+        thumbnails.make(cat_id, photo_name, wait_s=settings.PHOTO_CHECK_WAIT_SECONDS,
+                        memory_bytes=settings.PHOTO_CHECK_MEMORY_BYTES)  # fmt: skip
     except NoSlotFree:
         # Capacity, not a fault: the upload is not refused for its thumbnail's sake.
         logger.warning("thumbnail of cat %s not made: every photo slot stayed busy", cat_id)

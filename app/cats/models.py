@@ -41,36 +41,21 @@ class Cat(models.Model):
         return self.name
 
     def save(self, *args, **kwargs) -> None:
-        """Saves, then deletes the file of a photo this save replaced or cleared (and its
-        thumbnail's), once the new row is committed: a failed or rolled-back save keeps the old
-        photo and its file. A save that fails after storing a new photo's file removes that file
-        (no row points at it). A new photo's thumbnail is asked for once the row is committed."""
-        previous = None
-        if self.pk is not None:
-            previous = Cat.objects.filter(pk=self.pk).values_list("photo", flat=True).first()
-        photo = self.photo
-        uploaded = photo.name if photo and not photo._committed else None
-        if uploaded is not None or not photo:
+        """Saves the row; its files follow it (app.cats.files): a photo this save replaced or
+        cleared goes with its thumbnail once the row is committed, a new photo's file goes if
+        the save fails, and a new photo's thumbnail is asked for once the row is committed."""
+        previous = self._stored_photo()
+        new_upload = bool(self.photo) and not self.photo._committed
+        if new_upload or not self.photo:
             # Never a thumbnail of another photo, not even until the new one is made.
             self.thumbnail = None
-        try:
-            # One transaction (or, inside one, a mark for its rollback) for the row and what
-            # saving it runs: when this raises, the row was not written and will not be.
-            with transaction.atomic(savepoint=False):
-                super().save(*args, **kwargs)
-        except BaseException:
-            if uploaded is not None and photo._committed:
-                files.delete(photo.storage, photo.name)
-                # As before the save (which replaced the field with the stored name): a retry
-                # stores the upload again.
-                photo.name, photo._committed = uploaded, False
-                self.photo = photo
-            raise
+        # One transaction (or, inside one, a mark for its rollback) for the row and what saving
+        # it runs: when this raises, the row was not written and will not be.
+        with files.kept_only_if_saved(self.photo), transaction.atomic(savepoint=False):
+            super().save(*args, **kwargs)
         if previous and previous != self.photo.name:
-            transaction.on_commit(partial(files.delete, self.photo.storage, previous))
-            thumbnail = files.thumbnail_name(previous)
-            transaction.on_commit(partial(files.delete, self.photo.storage, thumbnail))
-        if uploaded is not None:
+            files.delete_on_commit(self.photo.storage, previous, files.thumbnail_name(previous))
+        if new_upload:
             # The request's id now: the commit may come after the request's context is gone.
             stored = partial(photo_stored.send, sender=Cat, cat_id=self.pk,
                              photo_name=self.photo.name, request=request_id.get())  # fmt: skip
@@ -79,6 +64,12 @@ class Cat(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("cats:detail", args=[self.pk])
 
+    def _stored_photo(self) -> str | None:
+        """The photo the row holds in the database now (None for a new cat)."""
+        if self.pk is None:
+            return None
+        return Cat.objects.filter(pk=self.pk).values_list("photo", flat=True).first()
+
 
 @receiver(post_delete, sender=Cat)
 def _delete_the_files_of_a_deleted_cat(sender, instance: Cat, using: str, **kwargs) -> None:
@@ -86,4 +77,4 @@ def _delete_the_files_of_a_deleted_cat(sender, instance: Cat, using: str, **kwar
     (the admin, a queryset, the shell): a rolled-back deletion keeps them."""
     for stored in (instance.photo, instance.thumbnail):
         if stored:
-            transaction.on_commit(partial(files.delete, stored.storage, stored.name), using=using)
+            files.delete_on_commit(stored.storage, stored.name, using=using)

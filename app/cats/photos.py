@@ -13,8 +13,9 @@ is costed from the file's header before anything is decoded (app.cats.formats, p
 2. Checks that need more than UNSLOTTED_BYTES (a decode of more than about 30 megapixels of
    baseline JPEG, 1 of GIF, 0.1 of WebP; never PNG, whose check decodes no pixel) run only
    while holding one of a fixed number of slots, shared by every worker process and thread of
-   the container (app.cats.slots). There are PHOTO_CHECK_MEMORY_BYTES // PHOTO_CHECK_BYTES of
-   them, at least one: the settings work out that memory from the container's limit.
+   the container (app.cats.slots). There are (the memory for checks) // PHOTO_CHECK_BYTES of
+   them, at least one: the settings work out that memory from the container's limit, web's
+   (PHOTO_CHECK_MEMORY_BYTES) and the worker's (CELERY_PHOTO_CHECK_MEMORY_BYTES).
 3. A check that finds no slot free within PHOTO_CHECK_WAIT_SECONDS is refused with the code
    BUSY; the views answer 503 with Retry-After: the server's capacity, not the client's rate.
 
@@ -23,8 +24,8 @@ UNSLOTTED_BYTES per request in progress, at any concurrency.
 
 Thumbnails (app.cats.thumbnails) follow the same rule, in web and in the worker alike: their
 peak is worked out from the header (formats.thumbnail_peak_bytes), may not exceed
-PHOTO_CHECK_BYTES, and takes a slot above UNSLOTTED_BYTES (memory_for). The worker sizes its
-slots from its own container's memory and processes (config.celery).
+PHOTO_CHECK_BYTES, and takes a slot above UNSLOTTED_BYTES (memory_for); the worker's slots are
+sized from its own container's memory and processes.
 """
 
 import logging
@@ -214,25 +215,28 @@ def _within_limits(header: formats.Header) -> None:
     )
 
 
-def slot_count() -> int:
-    return max(1, settings.PHOTO_CHECK_MEMORY_BYTES // PHOTO_CHECK_BYTES)
+def slot_count(memory_bytes: int) -> int:
+    """The slots that `memory_bytes` for checks (the container's, from the settings) holds."""
+    return max(1, memory_bytes // PHOTO_CHECK_BYTES)
 
 
 @contextmanager
-def memory_for(peak_bytes: int, wait_s: float) -> Iterator[None]:
+def memory_for(peak_bytes: int, wait_s: float, memory_bytes: int) -> Iterator[None]:
     """Holds what a decode of `peak_bytes` needs: a slot above UNSLOTTED_BYTES (rule 2), else
-    nothing. Raises NoSlotFree when none frees within `wait_s`. Checks and thumbnails alike."""
+    nothing, of the slots `memory_bytes` holds. Raises NoSlotFree when none frees within
+    `wait_s`. Checks and thumbnails alike."""
     if peak_bytes <= UNSLOTTED_BYTES:
         yield
         return
-    slots = Slots(settings.PHOTO_CHECK_SLOT_DIR, SLOT_NAME, slot_count())
+    slots = Slots(settings.PHOTO_CHECK_SLOT_DIR, SLOT_NAME, slot_count(memory_bytes))
     with slots.hold(wait_s):
         yield
 
 
 def _check(upload, header: formats.Header) -> None:
     try:
-        with memory_for(header.peak_bytes, settings.PHOTO_CHECK_WAIT_SECONDS):
+        with memory_for(header.peak_bytes, settings.PHOTO_CHECK_WAIT_SECONDS,
+                        settings.PHOTO_CHECK_MEMORY_BYTES):  # fmt: skip
             formats.check(upload, header)
     except formats.Unreadable:
         raise _not_an_image() from None

@@ -86,7 +86,8 @@ def make_thumbnail(self, cat_id: int, photo_name: str) -> str:
         return "parked"
     # Waits for a photo slot as long as a web request would; busy, it is retried later
     # rather than holding a pool process.
-    return thumbnails.make(cat_id, photo_name, wait_s=settings.PHOTO_CHECK_WAIT_SECONDS)
+    return thumbnails.make(cat_id, photo_name, wait_s=settings.PHOTO_CHECK_WAIT_SECONDS,
+                           memory_bytes=settings.CELERY_PHOTO_CHECK_MEMORY_BYTES)  # fmt: skip
 
 
 def deliveries(task: Task) -> int:

@@ -29,9 +29,10 @@ class TooLargeToThumbnail(Exception):
     """Making this photo's thumbnail would take more memory than a photo check may."""
 
 
-def make(cat_id: int, photo_name: str, *, wait_s: float) -> str:
+def make(cat_id: int, photo_name: str, *, wait_s: float, memory_bytes: int) -> str:
     """Make and record the thumbnail of `photo_name` for cat `cat_id`, unless the cat no
-    longer has that photo. Returns what happened: "made", "kept" (already there) or "stale".
+    longer has that photo, in a slot of those `memory_bytes` holds (the container's, from the
+    settings). Returns what happened: "made", "kept" (already there) or "stale".
     Raises NoSlotFree (no memory for it within `wait_s`), TooLargeToThumbnail,
     formats.Unreadable, OSError (storage) and database errors."""
     row = Cat.objects.filter(pk=cat_id).values_list("photo", "thumbnail").first()
@@ -48,7 +49,7 @@ def make(cat_id: int, photo_name: str, *, wait_s: float) -> str:
         peak = formats.thumbnail_peak_bytes(header, SIDE)
         if peak > photos.PHOTO_CHECK_BYTES:
             raise TooLargeToThumbnail(f"{photo_name}: {peak / photos.MIB:.0f} MiB needed")
-        with photos.memory_for(peak, wait_s):
+        with photos.memory_for(peak, wait_s, memory_bytes):
             data = formats.make_thumbnail(photo, header, SIDE)
     _write(Path(storage.path(name)), data)
     if not Cat.objects.filter(pk=cat_id, photo=photo_name).update(thumbnail=name):

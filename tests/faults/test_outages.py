@@ -29,7 +29,7 @@ OUTAGE_S = 20
 # Many more clients than web's workers (4 on this machine): every worker is asked to wait for
 # the database at once, with requests queued behind them. With sync workers /healthz waits for
 # the requests ahead of it in the kernel's queue, each held at most the pool's wait
-# (config/gunicorn.py, POOL_WAIT_S, 0.25 s) while the database is away: 16 clients over 4
+# (DB_POOL_WAIT_S in config/settings.py, 0.25 s) while the database is away: 16 clients over 4
 # workers is about 1 s in the worst case, half the bound below.
 DATABASE_CLIENTS = 16
 # "About a second" after PostgreSQL answers again, plus this machine's noise.

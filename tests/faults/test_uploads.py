@@ -137,7 +137,7 @@ def test_photos_at_the_limits_checked_at_once_do_not_exhaust_memory(compose_proj
     sizing = python_in_web(
         stack,
         "from django.conf import settings; from app.cats import photos; "
-        "print(photos.slot_count(), settings.PHOTO_CHECK_MEMORY_BYTES)",
+        "memory = settings.PHOTO_CHECK_MEMORY_BYTES; print(photos.slot_count(memory), memory)",
     )
     slots, memory = map(int, sizing.split())
     record("photo-check slots", {"slots": slots, "memory_for_checks_mib": round(memory / 2**20)})

@@ -13,17 +13,23 @@ import pytest
 from gunicorn.config import Config
 
 from config import container
+from config.container import SERVED_BY
 from config.errors import EXIT_CODE
 from config.gunicorn_logging import JsonAccessLogger
 from config.logging import JsonFormatter
 from tests.unit.support import run_python
+from tests.unit.test_settings import PRINT_SETTING, assert_refused
 
 
 @pytest.fixture(scope="module")
 def gunicorn_config():
-    import config.gunicorn as module  # noqa: PLC0415 (loads Django's settings)
+    try:
+        import config.gunicorn as module  # noqa: PLC0415 (loads Django's settings)
 
-    return module
+        yield module
+    finally:
+        # What it names for the settings, kept from the processes later tests start.
+        os.environ.pop(SERVED_BY, None)
 
 
 def cgroup(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -228,6 +234,60 @@ def test_threads_may_exceed_the_pool_size_only_without_a_pool():
             env=env | {"DJANGO_DB_CONNECTIONS": connections},
         )
         assert (result.returncode, result.stdout) == (0, "12\n"), result.stderr
+
+
+POOL = (
+    "import json, sys; {load}; from django.conf import settings; "
+    "print(json.dumps(settings.DATABASES['default']['OPTIONS']['pool'], sort_keys=True))"
+)
+
+
+@pytest.mark.parametrize(
+    ("load", "env", "declared"),
+    [
+        ("import config.gunicorn", {}, {"timeout": 0.25, "reconnect_timeout": 0.25,
+                                         "min_size": 1}),
+        ("import config.gunicorn", {"GUNICORN_THREADS": "4"},
+         {"timeout": 0.25, "reconnect_timeout": 0.25, "min_size": 4, "max_waiting": 3}),
+        ("import config.gunicorn", {"GUNICORN_MODE": "asgi", "GUNICORN_THREADS": "4"},
+         {"timeout": 5, "reconnect_timeout": 5, "min_size": 1}),
+        ("import django; django.setup()", {"GUNICORN_THREADS": "4"},
+         {"timeout": 5, "reconnect_timeout": 5, "min_size": 1}),
+    ],
+    ids=["wsgi-sync", "wsgi-gthread", "asgi", "manage-py"],
+)  # fmt: skip
+def test_the_pool_of_a_wsgi_worker_is_declared_from_its_threads(load, env, declared):
+    """gunicorn names its mode and threads before the settings load, and the settings declare
+    the pool from them; every other process (manage.py, the worker) keeps the defaults."""
+    result = run_python("-c", POOL.format(load=load),
+                        env={"DJANGO_SETTINGS_MODULE": "config.settings", **env})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    pool = json.loads(result.stdout)
+    assert pool == {"max_size": 10, **declared}
+
+
+UNCHANGED = (
+    "import django; django.setup(); from django.conf import settings; "
+    "import config.settings as declared; names = [n for n in vars(declared) if n.isupper()]; "
+    "before = {{n: repr(getattr(settings, n)) for n in names}}; import {module}; "
+    "print([n for n in names if repr(getattr(settings, n)) != before[n]])"
+)
+
+
+@pytest.mark.parametrize("module", ["config.gunicorn", "config.celery"])
+def test_the_servers_configurations_change_no_setting(module):
+    """Settings are a declaration: loading gunicorn's or Celery's configuration after them
+    (as gunicorn names itself first) leaves every setting config/settings.py declares as it
+    was."""
+    env = {"DJANGO_SETTINGS_MODULE": "config.settings", SERVED_BY: "wsgi 4",
+           "GUNICORN_THREADS": "4"}  # fmt: skip
+    result = run_python("-c", UNCHANGED.format(module=module), env=env)
+    assert (result.returncode, result.stdout) == (0, "[]\n"), result.stderr
+
+
+def test_the_server_is_named_by_gunicorn_only():
+    result = run_python(*PRINT_SETTING, "DATABASES", env={SERVED_BY: "wsgi many"})
+    assert_refused(result, f"{SERVED_BY}='wsgi many' is config/gunicorn.py's to set")
 
 
 def test_good_settings_load_silently():

@@ -287,9 +287,8 @@ def test_an_edit_waits_for_a_slot_too_and_keeps_the_old_photo(member, media_root
     ("memory", "slots"),
     [(0, 1), (photos.PHOTO_CHECK_BYTES - 1, 1), (3 * photos.PHOTO_CHECK_BYTES, 3)],
 )
-def test_one_slot_per_photo_check_size_of_memory_and_never_none(settings, memory, slots):
-    settings.PHOTO_CHECK_MEMORY_BYTES = memory
-    assert photos.slot_count() == slots
+def test_one_slot_per_photo_check_size_of_memory_and_never_none(memory, slots):
+    assert photos.slot_count(memory) == slots
 
 
 def test_the_memory_for_photo_checks_leaves_each_worker_its_share():

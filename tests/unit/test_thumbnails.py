@@ -142,9 +142,9 @@ def test_after_a_broker_failure_uploads_do_not_wait_for_it(
 
 def test_making_it_twice_keeps_the_first(media_root):
     cat = Cat.objects.create(name="Tom", age=2, photo=upload("cat.png", image_bytes()))
-    assert thumbnails.make(cat.pk, cat.photo.name, wait_s=1) == "made"
+    assert thumbnails.make(cat.pk, cat.photo.name, wait_s=1, memory_bytes=0) == "made"
     first = (media_root / files.thumbnail_name(cat.photo.name)).stat().st_mtime_ns
-    assert thumbnails.make(cat.pk, cat.photo.name, wait_s=1) == "kept"
+    assert thumbnails.make(cat.pk, cat.photo.name, wait_s=1, memory_bytes=0) == "kept"
     assert (media_root / files.thumbnail_name(cat.photo.name)).stat().st_mtime_ns == first
 
 
@@ -153,8 +153,8 @@ def test_a_thumbnail_for_a_photo_the_cat_no_longer_has_is_not_made(media_root):
     old = cat.photo.name
     cat.photo = upload("new.png", image_bytes())
     cat.save()
-    assert thumbnails.make(cat.pk, old, wait_s=1) == "stale"
-    assert thumbnails.make(cat.pk + 1000, cat.photo.name, wait_s=1) == "stale"
+    assert thumbnails.make(cat.pk, old, wait_s=1, memory_bytes=0) == "stale"
+    assert thumbnails.make(cat.pk + 1000, cat.photo.name, wait_s=1, memory_bytes=0) == "stale"
     assert not (media_root / files.THUMBNAILS).exists()
 
 
@@ -168,7 +168,7 @@ def test_a_photo_replaced_while_its_thumbnail_is_made_leaves_no_file(media_root,
         return real(*args, **kwargs)
 
     monkeypatch.setattr(formats, "make_thumbnail", replaced_meanwhile)
-    assert thumbnails.make(cat.pk, old, wait_s=1) == "stale"
+    assert thumbnails.make(cat.pk, old, wait_s=1, memory_bytes=0) == "stale"
     assert stored_files(media_root) == [old]
     assert not Cat.objects.get().thumbnail
 
@@ -177,7 +177,7 @@ def test_a_new_photo_drops_the_old_thumbnail_at_once_and_its_file_after_commit(
     media_root, django_capture_on_commit_callbacks
 ):
     cat = Cat.objects.create(name="Tom", age=2, photo=upload("cat.png", image_bytes()))
-    thumbnails.make(cat.pk, cat.photo.name, wait_s=1)
+    thumbnails.make(cat.pk, cat.photo.name, wait_s=1, memory_bytes=0)
     cat.refresh_from_db()
     old_thumbnail = cat.thumbnail.name
     with django_capture_on_commit_callbacks(execute=True):
@@ -203,7 +203,7 @@ def test_no_free_slot_is_an_error_the_worker_retries_and_the_upload_still_succee
             response = add_cat(member, photo=upload("cat.png", png))
         cat = Cat.objects.get()
         with pytest.raises(NoSlotFree):
-            thumbnails.make(cat.pk, cat.photo.name, wait_s=0.2)
+            thumbnails.make(cat.pk, cat.photo.name, wait_s=0.2, memory_bytes=0)
     assert response.status_code == 302
     assert not cat.thumbnail
     # Once a slot is free, the command makes what is missing.

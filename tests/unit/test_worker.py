@@ -10,11 +10,12 @@ from django.db import OperationalError
 from app.cats import tasks, thumbnails
 from config import celery as worker
 from config.logging import request_id
-from config.settings import photo_check_memory
 from tests.unit.support import run_python
 from tests.unit.test_settings import PRINT_SETTING, assert_refused
 
 CALL = (7, "cats/0123456789abcdef.png")
+# The memory for slots each call of the fixture's thumbnails.make was given.
+memory: list[int] = []
 
 
 @pytest.fixture
@@ -22,15 +23,23 @@ def attempts(monkeypatch):
     """thumbnails.make replaced: each call is recorded, and raises what the test sets."""
     calls: list[str | None] = []
     failure: list[BaseException] = []
+    memory.clear()
 
-    def make(cat_id, photo_name, *, wait_s):
+    def make(cat_id, photo_name, *, wait_s, memory_bytes):
         calls.append(request_id.get())
+        memory.append(memory_bytes)
         if failure:
             raise failure[0]
         return "made"
 
     monkeypatch.setattr(thumbnails, "make", make)
     return calls, failure
+
+
+def test_the_task_takes_its_slot_from_the_workers_memory_not_webs(attempts, settings):
+    settings.CELERY_PHOTO_CHECK_MEMORY_BYTES, settings.PHOTO_CHECK_MEMORY_BYTES = 3, 5
+    assert tasks.make_thumbnail.apply(CALL).get() == "made"
+    assert memory == [3]
 
 
 def test_a_transient_error_is_retried_then_the_task_is_parked(attempts, caplog):
@@ -118,18 +127,35 @@ def test_the_heartbeat_exists_while_the_consumer_runs(tmp_path, monkeypatch):
     assert Consumer.timer.cancelled
 
 
-def test_the_worker_sizes_its_photo_slots_from_its_own_processes(settings):
+def test_the_workers_slot_memory_counts_each_process_of_its_pool():
+    """Declared in the settings from CELERY_WORKER_CONCURRENCY: each more pool process leaves
+    the photo slots CELERY_PROCESS_MEMORY_BYTES less."""
+
+    def budget(concurrency: str) -> tuple[int, int]:
+        result = run_python(*PRINT_SETTING, "CELERY_PHOTO_CHECK_MEMORY_BYTES",
+                            env={"CELERY_WORKER_CONCURRENCY": concurrency})  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return int(result.stdout)
+
+    one, four = budget("1"), budget("4")
+    per_process = run_python(*PRINT_SETTING, "CELERY_PROCESS_MEMORY_BYTES").stdout
+    assert one - four == 3 * int(per_process)
+
+
+def test_a_pool_of_another_size_than_the_slots_were_sized_for_stops_the_worker(settings):
     settings.CELERY_WORKER_CONCURRENCY = 3
-    worker.size_photo_slots()
-    expected = photo_check_memory(4, settings.CELERY_PROCESS_MEMORY_BYTES)
-    assert expected == settings.PHOTO_CHECK_MEMORY_BYTES
 
-    class Started:  # a worker given --concurrency 5
-        concurrency = 5
+    class Started:  # a worker given --concurrency
+        def __init__(self, concurrency: int) -> None:
+            self.concurrency = concurrency
 
-    worker.size_photo_slots(sender=Started())
-    expected = photo_check_memory(6, settings.CELERY_PROCESS_MEMORY_BYTES)
-    assert expected == settings.PHOTO_CHECK_MEMORY_BYTES
+    assert worker.refuse_another_pool_size(sender=Started(3)) is None
+    with pytest.raises(SystemExit) as stopped:
+        worker.refuse_another_pool_size(sender=Started(5))
+    assert str(stopped.value) == (
+        "error: the pool has 5 processes but CELERY_WORKER_CONCURRENCY is 3, from which the "
+        "photo slots are sized; set CELERY_WORKER_CONCURRENCY instead of --concurrency"
+    )
 
 
 def test_without_redis_host_nothing_is_queued():
