@@ -62,6 +62,27 @@ snapshot() {
   fi
 }
 
+# A stop (docker stop's SIGTERM) ends a wait at once; a snapshot under way finishes first, within
+# the service's stop_grace_period, so no repository keeps its lock. Without the trap, sh as PID 1
+# ignores SIGTERM and every stop of the stack waited the whole grace period for the SIGKILL.
+stopping=no
+waiting=
+trap 'stopping=yes; [ -z "$waiting" ] || kill "$waiting" 2>/dev/null || true' TERM INT
+
+# pause COMMAND...: COMMAND's exit status, or the end of this script if a stop comes meanwhile
+# (run in the background, since sh runs a trap only once a foreground command has ended).
+pause() {
+  [ "$stopping" = no ] || exit 0
+  "$@" &
+  waiting=$!
+  [ "$stopping" = no ] || kill "$waiting" 2>/dev/null || true
+  paused=0
+  wait "$waiting" || paused=$?
+  waiting=
+  [ "$stopping" = no ] || exit 0
+  return "$paused"
+}
+
 pending=yes
 while true; do
   if [ "$pending" = yes ]; then
@@ -72,9 +93,9 @@ while true; do
   fi
   touch "$status_dir/heartbeat"
   # A change (or a repository that failed last time, tried again): a snapshot after DEBOUNCE_S.
-  if inotifywait --quiet --quiet --recursive --timeout "$wait_s" \
+  if pause inotifywait --quiet --quiet --recursive --timeout "$wait_s" \
     --event close_write,moved_to,moved_from,delete,create "$media"; then
-    sleep "$debounce_s"
+    pause sleep "$debounce_s"
     pending=yes
   fi
   grep -qs '^failed' "$status_dir"/local "$status_dir"/remote && pending=yes

@@ -3,15 +3,20 @@ taken down with its volumes."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tests.harness.docker import clean_env
+from tests.harness.docker import clean_env, docker
 
 UP_TIMEOUT_S = 180
 DOWN_TIMEOUT_S = 120
+# An idle container stops within this after its stop signal (the slowest here: PostgreSQL's
+# shutdown checkpoint, about a second).
+PROMPT_STOP_S = 10
 
 
 class ComposeError(RuntimeError):
@@ -136,8 +141,33 @@ class ComposeProject:
         out = self.compose("ps", "--all", "--format", "json").stdout
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
+    def stop_reporting_slow(self) -> dict[str, float]:
+        """`stop` an idle stack; {service: seconds} for each running container that took
+        longer than PROMPT_STOP_S to stop. With nothing in flight, each should stop at once on
+        its stop signal; one that ignores it or acts on it only later holds every `down`,
+        restart and reboot for up to its stop_grace_period."""
+        running = {c["Name"] for c in self.ps() if c["State"] == "running"}
+        stopping = time.time()
+        self.compose("stop", timeout=DOWN_TIMEOUT_S)
+        slow = {}
+        for container in self.ps():
+            if container["Name"] not in running:
+                continue
+            finished = docker("inspect", "--format", "{{.State.FinishedAt}}", container["ID"])
+            seconds = _epoch(finished.stdout.strip()) - stopping
+            if seconds > PROMPT_STOP_S:
+                slow[container["Service"]] = round(seconds, 1)
+        return slow
+
     def container_id(self, service: str) -> str:
         return self.compose("ps", "--all", "--quiet", service).stdout.strip()
+
+
+def _epoch(timestamp: str) -> float:
+    """Docker's RFC 3339 time with nanoseconds ("2026-12-06T05:40:01.123456789Z") as Unix time."""
+    whole, _, fraction = timestamp.rstrip("Z").partition(".")
+    moment = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.UTC)
+    return moment.timestamp() + float(f"0.{fraction or 0}")
 
 
 def _quote(value: str) -> str:

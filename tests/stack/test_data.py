@@ -1,13 +1,19 @@
 """Data and secrets across restarts, updates and operator changes."""
 
 import re
+import time
 
 import pytest
 
 from tests.harness.compose import ComposeError
+from tests.harness.polling import wait_until
 from tests.stack.support import boot, png_bytes, python_in_web, reconfigured
 
 SECRETS = "/run/secrets/catcollector"
+# photos-backup touches it each time it starts waiting for changes (its health check reads it).
+PHOTOS_BACKUP_HEARTBEAT = "/tmp/photos-backup/heartbeat"
+# A photo's snapshot comes after photos-backup's debounce (5 s) and takes a second or two.
+SNAPSHOT_BOUND_S = 40
 STRONG_KEY = "operator-chosen-key-" + "x7Kq2mP9vR4tL8wN3jH6" * 3
 CONNECT = (
     "import psycopg; psycopg.connect(host='db', user='catcollector', dbname='catcollector', "
@@ -18,6 +24,13 @@ CONNECT = (
 def stored(stack, name: str) -> str:
     """A file of the secrets volume, read where all of them are mounted (db; web has its own)."""
     return stack.exec("db", "cat", f"{SECRETS}/{name}")
+
+
+def waiting_since(stack) -> float:
+    """When photos-backup last began to wait for a change to the photos (Unix time)."""
+    return float(
+        stack.exec("photos-backup", "date", "--reference", PHOTOS_BACKUP_HEARTBEAT, "+%s.%N")
+    )
 
 
 def connects(stack, password: str) -> bool:
@@ -33,12 +46,18 @@ def test_data_and_secrets_survive_down_up_and_recreate(compose_project, free_por
     client = stack.signed_in_client()
     photo = png_bytes(color=(1, 2, 3))
     page = client.get(client.create_cat("Persistent", photo))
+    uploaded = time.time()
     photo_url = re.search(r'<img src="(/media/[^"]+)"', page.text).group(1)
     secrets_before = {
         name: stored(stack, name) for name in ("django_secret_key", "postgres_password")
     }
 
-    stack.project.compose("down")  # as on a reboot or an update: volumes stay
+    # As on a reboot or an update: every service stops promptly, and the volumes stay. The
+    # stop comes as photos-backup begins a wait (after the photo's snapshot), its longest one.
+    wait_until(lambda: waiting_since(stack) > uploaded, SNAPSHOT_BOUND_S,
+               what="photos-backup waiting again after the photo's snapshot")  # fmt: skip
+    assert stack.project.stop_reporting_slow() == {}
+    stack.project.compose("down")
     stack.up()
     stack.project.compose("up", "--detach", "--wait", "--force-recreate")
 
