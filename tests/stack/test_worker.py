@@ -242,6 +242,12 @@ def test_the_heartbeat_check_is_cheaper_than_a_ping_through_the_broker(shared_st
     assert heartbeat_s < ping_s
 
 
+def test_the_worker_and_redis_stop_promptly(shared_stack):
+    """Last of the shared stack's tests: an idle worker and Redis stop on their stop signal,
+    so a down, restart or reboot never waits out their grace periods."""
+    assert shared_stack.project.stop_reporting_slow() == {}
+
+
 @pytest.fixture
 def stack_without_worker(compose_project, free_port) -> Stack:
     return boot(compose_project, free_port())
