@@ -45,6 +45,12 @@ def test_fresh_up_reaches_healthy_with_migrations_applied(shared_stack):
     shared_stack.exec("web", "python", "manage.py", "migrate", "--check")
     ready = shared_stack.get("/readyz", host="10.20.30.40", https=False)
     assert ready.status_code == 200, ready.text
+    # The new cluster's stanza was made during its initialisation (postgres/initdb-stanza.sh):
+    # its first segments were archived at the first attempt.
+    db_logs = shared_stack.logs("db")
+    assert "initdb-stanza.sh" in db_logs
+    assert "archive command failed" not in db_logs
+    assert "initdb-stanza: no stanza yet" not in db_logs
 
 
 def test_home_page_over_https_at_the_load_balancer(shared_stack):
