@@ -21,7 +21,7 @@ from tests.stack.support import SITE_HOST, Stack, boot
 STACK_ENV = {"NGINX_RATE_LIMIT": "100000", "NGINX_RATE_BURST": "100000"}
 LOAD_THREADS = 4
 PAUSE_BETWEEN_REQUESTS_S = 0.02
-# nginx re-resolves web every 2 s (resolver valid=2s); web healthy to nginx serving it again.
+# nginx re-resolves web every second (resolver valid=1s); web healthy to nginx serving it again.
 RECOVERY_BOUND_S = 10
 # From the first failed request to the last: the old web's stop (requests in flight only) plus
 # the new one's start (database check, migrations found applied, gunicorn up, health probe).
@@ -154,7 +154,7 @@ def test_nginx_spreads_requests_over_scaled_web_containers(stack):
         ]
         return all(served)
 
-    # Within a few of the resolver's 2 s rounds, without a reload.
+    # Within a few of the resolver's 1 s rounds, without a reload.
     wait_until(both_serve, RECOVERY_BOUND_S + 5, interval=1, what="both web containers serve")
     assert "reconfiguring" not in stack.logs("nginx")
 
