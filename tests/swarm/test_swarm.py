@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -282,13 +283,21 @@ def rollback_outcome(stack) -> str | None:
     return state if state in ("rollback_completed", "rollback_paused") else None
 
 
-def logged(stack, front) -> tuple[str, str, str]:
-    """What nginx's tasks, web's tasks and the balancer wrote, for a failure's explanation."""
-    return (
-        "\n".join(f"{task} {line}" for task, line in stack.task_lines("nginx")),
-        "\n".join(f"{task} {line}" for task, line in stack.task_lines("web")),
-        "\n".join(front.access_lines()),
-    )
+def logged(stack, front) -> list[str]:
+    """What nginx's and web's task containers (stopped ones too) and the balancer wrote, for a
+    failure's explanation. Per container (`docker logs`): `docker service logs` of web timed
+    out in CI. A source that cannot be read says so rather than hide the failures."""
+    texts = []
+    for service in ("nginx", "web"):
+        for container in stack.containers(service, all_states=True):
+            try:
+                read = docker("logs", "--timestamps", container, check=False, timeout=30)
+                lines = (read.stdout + read.stderr).splitlines()
+            except subprocess.TimeoutExpired:
+                lines = ["(its logs did not come within 30 s)"]
+            texts.append("\n".join(f"{service} {container[:12]} {line}" for line in lines))
+    texts.append("\n".join(front.access_lines()))
+    return texts
 
 
 def upstream_errors(stack) -> Counter[str]:
