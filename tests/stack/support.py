@@ -340,6 +340,21 @@ def reconfigured(stack: Stack, env_dir: Path, files: tuple[str, ...] = (), **cha
     return Stack(project, stack.port, env=env)
 
 
+# What web's role is, asked from web (python_in_web): its name, superuser, may create roles,
+# may create databases, owns the database, and how many tables, sequences and views it does
+# not own.
+ROLE_FACTS = (
+    "from django.db import connection; c = connection.cursor(); "
+    'c.execute("SELECT current_user, r.rolsuper, r.rolcreaterole, r.rolcreatedb, '
+    "pg_get_userbyid(d.datdba) = current_user, "
+    "(SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+    "AND relkind IN ('r', 'S', 'v') AND relowner <> r.oid) "
+    "FROM pg_roles r, pg_database d WHERE r.rolname = current_user "
+    'AND d.datname = current_database()"); print(list(c.fetchone()))'
+)
+APP_ROLE_FACTS = "['catcollector_app', False, False, False, True, 0]"
+
+
 def python_in_web(stack: Stack, code: str) -> str:
     """Run Python in the web container with Django's settings loaded; its last output line."""
     setup = "import os, django; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.settings'"

@@ -12,7 +12,9 @@ from tests.harness.docker import docker
 from tests.harness.measurements import record
 from tests.harness.polling import wait_until
 from tests.stack.support import (
+    APP_ROLE_FACTS,
     HASHED_STATIC,
+    ROLE_FACTS,
     SUPERUSER,
     UP_BOUND_S,
     dropped,
@@ -336,24 +338,13 @@ def test_secrets_generated_into_the_volume_web_sees_only_its_own(shared_stack):
     assert re.fullmatch(r"[A-Za-z0-9_-]{64}", key)
 
 
-ROLE_FACTS = (
-    "from django.db import connection; c = connection.cursor(); "
-    'c.execute("SELECT current_user, r.rolsuper, r.rolcreaterole, r.rolcreatedb, '
-    "pg_get_userbyid(d.datdba) = current_user, "
-    "(SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace "
-    "AND relkind IN ('r', 'S', 'v') AND relowner <> r.oid) "
-    "FROM pg_roles r, pg_database d WHERE r.rolname = current_user "
-    'AND d.datname = current_database()"); print(list(c.fetchone()))'
-)
-
-
 def test_web_uses_a_role_without_superuser_that_owns_the_database(shared_stack):
     """web's role may do what the app does and no more: no superuser, no new roles or
     databases; it owns the database and every table and sequence. db-roles brings a database
     back in line at every up: here a table the superuser made and a password from elsewhere,
     as a stack from before the role or another VM's restored database has them."""
     facts = python_in_web(shared_stack, ROLE_FACTS)
-    assert facts == "['catcollector_app', False, False, False, True, 0]"
+    assert facts == APP_ROLE_FACTS
     superuser = ["psql", "--username=catcollector", "--dbname=catcollector", "--command"]
     shared_stack.exec("db", *superuser, "CREATE TABLE left_by_the_superuser (id int)")
     shared_stack.exec("db", *superuser, "ALTER ROLE catcollector_app PASSWORD 'elsewhere'")
@@ -363,7 +354,7 @@ def test_web_uses_a_role_without_superuser_that_owns_the_database(shared_stack):
             "app-role: catcollector_app owns catcollector, without superuser"
         )
         facts = python_in_web(shared_stack, ROLE_FACTS)
-        assert facts == "['catcollector_app', False, False, False, True, 0]"
+        assert facts == APP_ROLE_FACTS
     finally:
         shared_stack.exec("db", *superuser, "DROP TABLE IF EXISTS left_by_the_superuser")
     assert shared_stack.get("/readyz", https=False).status_code == 200

@@ -34,6 +34,12 @@ WEB = "catcollector-test/swarm-web"
 NGINX = "catcollector-test/swarm-nginx"
 GATEWAY_BRIDGE = "docker_gwbridge"
 STOP_BOUND_S = 120
+# The settings naming the swarm secrets docs/swarm.md creates before the first deploy.
+SECRET_SETTINGS = (
+    "DJANGO_SECRET_KEY_SWARM_SECRET",
+    "POSTGRES_PASSWORD_SWARM_SECRET",
+    "POSTGRES_APP_PASSWORD_SWARM_SECRET",
+)
 # The next release: the same image with a changed stylesheet, collected again as the build
 # does (so it gets a new hashed name) and a version of its own. Derived from the first rather
 # than built from an edited copy of the checkout: only the release's files matter here.
@@ -166,11 +172,12 @@ def swarm_stack(request: pytest.FixtureRequest, swarm: str, images: Images, run_
         "NGINX_TRUSTED_PROXIES": BRIDGES,
         "DJANGO_SECRET_KEY_SWARM_SECRET": f"{name}_django_secret_key",
         "POSTGRES_PASSWORD_SWARM_SECRET": f"{name}_postgres_password",
+        "POSTGRES_APP_PASSWORD_SWARM_SECRET": f"{name}_postgres_app_password",
         **getattr(request.module, "STACK_ENV", {}),
     }
     stack = SwarmStack(name, port, env)
     try:
-        for variable in ("DJANGO_SECRET_KEY_SWARM_SECRET", "POSTGRES_PASSWORD_SWARM_SECRET"):
+        for variable in SECRET_SETTINGS:
             value = secrets.token_urlsafe(48)
             docker("secret", "create", env[variable], "-", input=value)
             stack.secrets[env[variable]] = value

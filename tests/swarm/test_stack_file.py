@@ -52,7 +52,7 @@ def test_every_variable_the_stack_files_read_is_in_env_example():
     assert sorted(read - set(env_example_variables())) == []
 
 
-@pytest.mark.parametrize("service", ["db", "web", "nginx"])
+@pytest.mark.parametrize("service", ["db", "db-roles", "web", "nginx"])
 def test_the_stack_passes_what_compose_passes(service):
     """A setting in .env reaches the same service under swarm as under compose."""
     compose = environment_names("compose.yaml")[service]
@@ -60,6 +60,27 @@ def test_the_stack_passes_what_compose_passes(service):
     expected = (SECRET_VALUES if service == "web" else set()) | COMPOSE_ONLY.get(service, set())
     assert compose - stack == expected
     assert stack - compose == STACK_ONLY.get(service, set())
+
+
+def resolved_environment(file: str, service: str) -> dict[str, str]:
+    """The variables the file gives the service's containers, interpolated (compose's parser)."""
+    result = subprocess.run(
+        ["docker", "compose", "--project-name", "probe", "--file", file, "config",
+         "--format", "json"],
+        cwd=REPO, env=clean_env({"APP_VERSION": "x", "NGINX_VERSION": "x", "POSTGRES_IMAGE": "x"}),
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return json.loads(result.stdout)["services"][service]["environment"]
+
+
+def test_web_signs_in_as_the_same_role_under_both():
+    """The role's name is written in both files (swarm reads no compose file); under both,
+    db-roles makes the role web signs in as, with the password web reads."""
+    for file in ("compose.yaml", STACK_FILE):
+        web = resolved_environment(file, "web")
+        roles = resolved_environment(file, "db-roles")
+        assert web["POSTGRES_USER"] == roles["POSTGRES_APP_USER"] == "catcollector_app", file
+        assert web["POSTGRES_PASSWORD_FILE"] == roles["POSTGRES_APP_PASSWORD_FILE"], file
 
 
 def test_the_postgres_image_is_the_db_images_base():

@@ -25,7 +25,7 @@ from tests.harness.docker import docker
 from tests.harness.measurements import record
 from tests.harness.polling import wait_until
 from tests.ops.traffic import VISITORS, Site, Traffic, written_once
-from tests.stack.support import SITE_HOST, png_bytes
+from tests.stack.support import APP_ROLE_FACTS, ROLE_FACTS, SITE_HOST, png_bytes, python_in_web
 from tests.swarm.support import IGNORED_WARNINGS
 
 # One address (this host) plays many visitors behind the load balancer: the per-client limits
@@ -99,6 +99,14 @@ def test_web_tasks_migrate_once_between_them(swarm_stack):
     ran = {task for task, line in lines if '"applying migrations"' in line}
     assert len(applied) == 1, lines
     assert len(ran) >= 2, lines
+
+
+def test_web_tasks_sign_in_as_a_role_without_superuser_that_owns_the_database(swarm_stack):
+    """The db-roles job made web's role with compose's script (postgres/app-role.sh, given to
+    the official image as a config); web's tasks sign in as it."""
+    done = [line for _, line in swarm_stack.task_lines("db-roles") if line.startswith("app-role:")]
+    assert done == ["app-role: catcollector_app owns catcollector, without superuser"]
+    assert python_in_web(swarm_stack, ROLE_FACTS) == APP_ROLE_FACTS
 
 
 def test_tasks_are_locked_down_and_limited(swarm_stack):
