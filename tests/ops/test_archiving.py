@@ -243,6 +243,32 @@ def test_a_moment_is_restored_to_the_second_with_its_photos(archived):
     })  # fmt: skip
 
 
+def test_a_moment_no_write_follows_is_refused_with_the_way_to_it(archived):
+    """A site with no write since the moment: the archive reaches past it (a restore point
+    closes a segment) but holds no transaction after it, so PostgreSQL cannot tell it reached
+    the moment and does not open. The verb says why and how to get that state, and undoes
+    itself: the site serves what it served."""
+    before = named(archived, "moment-")
+    # Autovacuum's own transactions would follow the moment: nothing left for it to do.
+    psql(archived, "VACUUM ANALYZE")
+    moment = now() + datetime.timedelta(seconds=1)
+    time.sleep(2)
+    psql(archived, "SELECT pg_create_restore_point('after the moment, no transaction')")
+    switch_wal(archived)
+    wait_until(lambda: archived_past(archived, moment), ARCHIVED_BOUND_S,
+               what="the moment archived")  # fmt: skip
+    refused = archived.ops("restore", "--time", shown(moment), "--replace", check=False)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    said = refused.stdout + refused.stderr
+    assert "restore: failed at recover: the archive holds no transaction committed after" in said
+    assert "./ops restore --time latest" in said
+    assert "recovery ended before configured recovery target was reached" in said
+    assert named(archived, "moment-") == before
+    assert (
+        requests.get(archived.site.url("/readyz"), headers=HEADERS, timeout=15).status_code == 200
+    )
+
+
 def test_a_remote_that_is_down_queues_says_so_and_loses_nothing(archived, remote):
     client = Client(archived.site)
     client.log_in()

@@ -43,6 +43,9 @@ LATEST = "latest"
 # Services that write (or copy) data, stopped while the data is replaced; db last.
 WRITERS = ("web", "worker", "photos-backup")
 RECOVERY_TIMEOUT_S = 600
+RECOVERY_LOG_LINES = 30
+# PostgreSQL's words (13 and newer) when the archive ended before its recovery target.
+NO_TRANSACTION_AFTER = "recovery ended before configured recovery target was reached"
 
 
 def parse_moment(text: str) -> datetime.datetime | None:
@@ -173,15 +176,34 @@ class PointInTime:
 
     def recover(self) -> None:
         started = time.monotonic()
-        self.project.run(
-            commands.up("db", wait=True, no_deps=True), what="PostgreSQL's recovery",
-            timeout=RECOVERY_TIMEOUT_S,
-        )  # fmt: skip
+        try:
+            self.project.run(
+                commands.up("db", wait=True, no_deps=True), what="PostgreSQL's recovery",
+                timeout=RECOVERY_TIMEOUT_S,
+            )  # fmt: skip
+        except OpsError as error:
+            raise self.why_recovery_failed(error) from None
         # Healthy means it answers, which it does while still replaying (read-only): opened
         # means recovery has ended.
         self.data.wait_until_opened(RECOVERY_TIMEOUT_S)
         self.console.note(f"PostgreSQL replayed the archive to {self.target} and opened in "
                           f"{time.monotonic() - started:.1f} s")  # fmt: skip
+
+    def why_recovery_failed(self, error: OpsError) -> OpsError:
+        """PostgreSQL's own reason, from its last lines. Recovery to a time stops at the first
+        transaction committed after it; an archive that holds none (a site with no writes
+        since) ends before PostgreSQL can tell it reached the moment, and it refuses to open."""
+        logs = "\n".join(
+            self.project.logs(c, RECOVERY_LOG_LINES) for c in self.project.containers("db")
+        )
+        fatal = [line for line in logs.splitlines() if "FATAL:" in line]
+        if any(NO_TRANSACTION_AFTER in line for line in fatal):
+            return OpsError(
+                f"the archive holds no transaction committed after {self.target}, so "
+                "PostgreSQL cannot tell that it reached that moment and does not open; if "
+                "nothing was written since, that moment's state is the archive's end: "
+                "./ops restore --time latest", fatal[-1])  # fmt: skip
+        return OpsError(str(error), "\n".join(fatal) or error.details)
 
     def migrate(self) -> None:
         # The moment's roles are the cluster's: web's may predate its role, or its password.
