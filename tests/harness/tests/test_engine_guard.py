@@ -8,18 +8,11 @@ import uuid
 
 import pytest
 
-from tests.harness import REPO, ci
+from tests.harness import REPO
 from tests.harness.base_images import dockerfile_base
-from tests.harness.docker import clean_env, docker, engine_problem
+from tests.harness.docker import clean_env, docker
 
-
-@pytest.fixture(autouse=True)
-def engine() -> None:
-    problem = engine_problem()
-    if problem is not None:
-        if ci():
-            pytest.fail(f"CI is set and no Docker engine answers: {problem}", pytrace=False)
-        pytest.skip(f"no Docker engine answers ({problem})")
+pytestmark = pytest.mark.usefixtures("engine")
 
 
 def test_an_engine_running_containers_the_tests_did_not_make_is_refused():

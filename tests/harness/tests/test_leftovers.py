@@ -7,21 +7,15 @@ import uuid
 
 import pytest
 
-from tests.harness import REPO, ci
+from tests.harness import REPO
 from tests.harness.base_images import dockerfile_base
-from tests.harness.docker import RUN_LABEL, clean_env, docker, engine_problem
+from tests.harness.docker import RUN_LABEL, clean_env, docker
 from tests.harness.leftovers import COMPOSE_PROJECT_LABEL
 
 KILLED_RUN = "tr0dead0ff"
 
 
-@pytest.fixture(autouse=True)
-def engine() -> None:
-    problem = engine_problem()
-    if problem is not None:
-        if ci():
-            pytest.fail(f"CI is set and no Docker engine answers: {problem}", pytrace=False)
-        pytest.skip(f"no Docker engine answers ({problem})")
+pytestmark = pytest.mark.usefixtures("engine")
 
 
 def swarm_state() -> str:
